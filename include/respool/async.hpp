@@ -1,0 +1,210 @@
+// respool/async.hpp — asynchronous acquire on Boost.Asio.
+//
+//   pool.async_acquire(token)            waits as long as it takes
+//   pool.async_acquire(timeout, token)   waits at most `timeout` (zero: don't wait)
+//
+// Completion signature: void(boost::system::error_code, Lease<T>). Any Asio
+// completion token works (callbacks, use_future, use_awaitable, deferred,
+// as_tuple); with use_future / use_awaitable a failure is thrown as
+// boost::system::system_error.
+//
+// Errors: respool::errc::acquire_timeout (timeout expired),
+// respool::errc::limit_exceeded (zero timeout, pool full),
+// respool::errc::pool_closed (pool closed or destroyed while waiting),
+// boost::asio::error::operation_aborted (cancelled), or the code of the
+// std::system_error a factory / prepare hook threw
+// (respool::errc::resource_creation_failed for other exceptions); the slot is
+// freed in every case.
+//
+// The operation waits in the same FIFO queue as synchronous acquirers. The
+// handler always runs on its associated executor (system_executor if it has
+// none), never inline in the initiating call nor inside Lease::release(). A
+// factory needed to create a resource runs on that executor too. While
+// queued, the operation counts as outstanding work on the executor.
+//
+// Cancellation: per-operation, via bind_cancellation_slot; any cancellation
+// type removes a queued operation, which completes with operation_aborted.
+// Cancelling after the operation was served has no effect.
+//
+// Thread safety: as Resource. Destroy the pool before the execution context
+// its queued operations complete on.
+#pragma once
+
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/system_executor.hpp>
+#include <boost/system/error_code.hpp>
+
+#include "respool/detail/pool_core.hpp"
+#include "respool/errors.hpp"
+#include "respool/lease.hpp"
+#include "respool/resource.hpp"
+
+namespace respool {
+namespace detail {
+
+using async_clock = std::chrono::steady_clock;
+inline constexpr async_clock::duration no_timeout = async_clock::duration::max();
+
+template <class T, class Handler>
+class async_acquire_op final : public waiter<T>,
+                               public std::enable_shared_from_this<async_acquire_op<T, Handler>> {
+ public:
+  using executor_type = boost::asio::associated_executor_t<Handler, boost::asio::system_executor>;
+
+  async_acquire_op(pool_core<T>* core, Handler handler)
+      : core_(core),
+        handler_(std::move(handler)),
+        work_(boost::asio::get_associated_executor(handler_, boost::asio::system_executor())),
+        slot_(boost::asio::get_associated_cancellation_slot(handler_)) {}
+
+  ~async_acquire_op() {
+    if (slot_.is_connected()) slot_.clear();
+    if (!done_) {
+      // Never completed (its executor was destroyed): give back what it was granted.
+      core_->abandon_grant(this->state, this->granted);
+      core_->drop_async_ref();
+    }
+  }
+
+  void start(async_clock::duration timeout) {
+    core_->check_fork();
+    slot<T>* s = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(core_->mutex());
+      core_->add_async_ref_locked();
+      const bool wait = timeout > async_clock::duration::zero();
+      switch (core_->start_acquire_locked(wait ? this : nullptr, s)) {
+        case acquire_result::slot:
+          this->state = wait_state::granted_slot;
+          this->granted = s;
+          break;
+        case acquire_result::create: this->state = wait_state::granted_create; break;
+        case acquire_result::closed: this->state = wait_state::closed; break;
+        case acquire_result::no_capacity:
+          core_->count_timeout_locked();
+          this->state = wait_state::timed_out;
+          no_wait_ = true;
+          break;
+        case acquire_result::queued:
+          // Still under the pool lock: nobody can serve us before the timer
+          // and the cancellation handler are in place.
+          keep_alive_ = this->shared_from_this();
+          if (timeout != no_timeout) {
+            timer_.emplace(work_.get_executor());
+            timer_->expires_after(timeout);
+            timer_->async_wait([self = this->shared_from_this()](const boost::system::error_code& ec) {
+              if (!ec) self->core_->withdraw(self.get(), wait_state::timed_out);
+            });
+          }
+          if (slot_.is_connected()) {
+            slot_.assign([this](boost::asio::cancellation_type type) {
+              if (type != boost::asio::cancellation_type::none) core_->withdraw(this, wait_state::cancelled);
+            });
+          }
+          return;
+      }
+    }
+    post_completion(this->shared_from_this());
+  }
+
+  // Called by the pool, under its lock, once the state left `waiting`.
+  void notify() override { post_completion(std::move(keep_alive_)); }
+
+ private:
+  static void post_completion(std::shared_ptr<async_acquire_op> self) {
+    auto executor = self->work_.get_executor();
+    boost::asio::post(executor, [self = std::move(self)]() mutable { self->complete(); });
+  }
+
+  // On the handler's executor.
+  void complete() {
+    if (slot_.is_connected()) slot_.clear();
+    if (timer_) timer_->cancel();
+    boost::system::error_code ec;
+    Lease<T> lease;
+    switch (this->state) {
+      case wait_state::granted_slot:
+      case wait_state::granted_create:
+        try {
+          slot<T>* s = core_->finish_acquire(this->granted, this->state == wait_state::granted_create);
+          lease = Lease<T>(core_, s);
+        } catch (const std::system_error& e) {
+          ec = e.code();
+        } catch (...) {
+          ec = errc::resource_creation_failed;
+        }
+        break;
+      case wait_state::closed: ec = errc::pool_closed; break;
+      case wait_state::timed_out: ec = no_wait_ ? errc::limit_exceeded : errc::acquire_timeout; break;
+      case wait_state::cancelled: ec = boost::asio::error::operation_aborted; break;
+      case wait_state::waiting: break;  // unreachable
+    }
+    done_ = true;
+    auto handler = std::move(handler_);
+    auto work = std::move(work_);
+    core_->drop_async_ref();
+    work.reset();
+    std::move(handler)(ec, std::move(lease));
+  }
+
+  pool_core<T>* core_;
+  Handler handler_;
+  boost::asio::executor_work_guard<executor_type> work_;
+  boost::asio::cancellation_slot slot_;
+  std::optional<boost::asio::steady_timer> timer_;
+  std::shared_ptr<async_acquire_op> keep_alive_;  // set while queued
+  bool no_wait_ = false;
+  bool done_ = false;
+};
+
+template <class T>
+struct async_acquire_initiation {
+  pool_core<T>* core;
+
+  template <class Handler>
+  void operator()(Handler&& handler, async_clock::duration timeout) const {
+    auto op = std::make_shared<async_acquire_op<T, std::decay_t<Handler>>>(core, std::forward<Handler>(handler));
+    op->start(timeout);
+  }
+};
+
+template <class Rep, class Period>
+async_clock::duration to_async_timeout(std::chrono::duration<Rep, Period> timeout) {
+  if (timeout <= timeout.zero()) return async_clock::duration::zero();
+  if (std::chrono::duration<double>(timeout) > std::chrono::hours(24 * 365 * 100)) return no_timeout;
+  return std::chrono::ceil<async_clock::duration>(timeout);
+}
+
+}  // namespace detail
+
+template <class T>
+template <class Token>
+auto Resource<T>::async_acquire(Token&& token) {
+  return boost::asio::async_initiate<Token, void(boost::system::error_code, Lease<T>)>(
+      detail::async_acquire_initiation<T>{core_}, token, detail::no_timeout);
+}
+
+template <class T>
+template <class Rep, class Period, class Token>
+auto Resource<T>::async_acquire(std::chrono::duration<Rep, Period> timeout, Token&& token) {
+  return boost::asio::async_initiate<Token, void(boost::system::error_code, Lease<T>)>(
+      detail::async_acquire_initiation<T>{core_}, token, detail::to_async_timeout(timeout));
+}
+
+}  // namespace respool

@@ -1,0 +1,603 @@
+// respool/detail/pool_core.hpp — the state machine behind Resource<T>.
+//
+// One mutex guards everything. Idle resources sit in a LIFO vector; waiters
+// (sync and async together) in one intrusive FIFO list; resources handed out
+// in an intrusive list so force_close_all() can reach them. A released
+// resource goes straight to the longest waiter. Factories, validators and
+// close hooks always run outside the lock.
+//
+// Lifetime: the core outlives its Resource while leases or async operations
+// still refer to it; the last of them deletes it (`in_use_` and
+// `async_refs_` are the reference counts, `owner_gone_` says the Resource died).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <new>
+#include <utility>
+#include <vector>
+
+#include "respool/detail/globals.hpp"
+#include "respool/errors.hpp"
+
+namespace respool {
+
+// A snapshot of a pool's counters (Resource::stats()).
+struct PoolStats {
+  std::size_t limit = 0;     // 0 = unlimited
+  std::size_t in_use = 0;    // leased out (or being created for an acquirer)
+  std::size_t idle = 0;      // ready for reuse
+  std::size_t waiting = 0;   // acquirers queued (sync and async)
+  std::size_t created = 0;   // resources ever created
+  std::size_t closed = 0;    // resources ever closed
+  std::size_t timeouts = 0;  // acquires that ended in limit_exceeded (zero-wait ones included)
+};
+
+namespace detail {
+
+template <class T>
+struct slot {
+  explicit slot(T&& v) : value(std::move(v)) {}
+  T value;
+  slot* prev = nullptr;  // in the in-use list
+  slot* next = nullptr;
+  bool dead = false;      // force-closed while leased
+  bool closing = false;   // force_close_all() is running the close hook on it
+  bool released = false;  // its lease came back while `closing`
+};
+
+enum class wait_state : unsigned char { waiting, granted_slot, granted_create, closed, timed_out, cancelled };
+
+// A queued acquirer. `notify()` is called with the pool lock held, right
+// after the state changed away from `waiting`.
+template <class T>
+struct waiter {
+  waiter* prev = nullptr;
+  waiter* next = nullptr;
+  wait_state state = wait_state::waiting;
+  slot<T>* granted = nullptr;
+  virtual void notify() = 0;
+
+ protected:
+  ~waiter() = default;
+};
+
+template <class T>
+struct sync_waiter final : waiter<T> {
+  std::condition_variable cv;
+  // Under the lock: the waiting thread cannot return (and destroy cv) before we are done.
+  void notify() override { cv.notify_one(); }
+};
+
+// Hooks and policies of a pool (what Resource<T>::Options carries, plus the
+// internal ones used by ConnectionPool/ProducerPool).
+template <class T>
+struct pool_hooks {
+  std::function<T()> create;
+  std::function<void(T&)> close;
+  std::function<bool(T&)> validate;
+  std::function<void(T&)> prepare;     // after validate, before handing out; may throw
+  std::function<void(T&)> on_release;  // when a lease gives it back; must not throw
+  bool connection_errors = false;      // throw connection_limit_exceeded & co
+};
+
+// What an acquire attempt got while holding the lock.
+enum class acquire_result { slot, create, queued, closed, no_capacity };
+
+template <class T>
+class pool_core {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  pool_core(std::size_t limit, pool_hooks<T> hooks)
+      : limit_(limit), hooks_(std::move(hooks)), generation_(fork_generation()) {
+    ensure_atfork_registered();
+    if (limit_ != 0 && limit_ <= 4096) idle_.reserve(limit_);
+  }
+
+  pool_core(const pool_core&) = delete;
+  pool_core& operator=(const pool_core&) = delete;
+
+  const pool_hooks<T>& hooks() const noexcept { return hooks_; }
+
+  // ----- acquire -----------------------------------------------------------
+
+  // Blocking acquire. `wait`: false = never wait; `deadline` = clock::time_point::max() for no timeout.
+  slot<T>* acquire(bool wait, clock::time_point deadline) {
+    check_fork();
+    const auto start = clock::now();
+    slot<T>* s = nullptr;
+    bool create = false;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      sync_waiter<T> w;
+      switch (start_acquire_locked(wait ? &w : nullptr, s)) {
+        case acquire_result::slot: break;
+        case acquire_result::create: create = true; break;
+        case acquire_result::closed: throw pool_closed();
+        case acquire_result::no_capacity: {
+          ++timeouts_;
+          const std::size_t limit = limit_;
+          lock.unlock();
+          throw_limit_exceeded(limit, std::chrono::nanoseconds(0), false);
+        }
+        case acquire_result::queued: {
+          while (w.state == wait_state::waiting) {
+            if (deadline == clock::time_point::max()) {
+              w.cv.wait(lock);
+            } else if (w.cv.wait_until(lock, deadline) == std::cv_status::timeout &&
+                       w.state == wait_state::waiting) {
+              unlink_waiter(&w);
+              w.state = wait_state::timed_out;
+              ++timeouts_;
+              const std::size_t limit = limit_;
+              lock.unlock();
+              throw_limit_exceeded(limit, clock::now() - start, true);
+            }
+          }
+          if (w.state == wait_state::closed) throw pool_closed();
+          s = w.granted;
+          create = w.state == wait_state::granted_create;
+          break;
+        }
+      }
+    }
+    return finish_acquire(s, create);
+  }
+
+  // Under the lock: take an idle resource, reserve a slot to create one, or
+  // (if `w` is given) queue `w`. Newcomers never overtake queued waiters.
+  acquire_result start_acquire_locked(waiter<T>* w, slot<T>*& out) {
+    if (shut_) return acquire_result::closed;
+    if (waiters_head_ == nullptr) {
+      if (!idle_.empty()) {
+        out = idle_.back();
+        idle_.pop_back();
+        link_in_use(out);
+        ++in_use_;
+        return acquire_result::slot;
+      }
+      if (limit_ == 0 || total_ < limit_) {
+        ++total_;
+        ++in_use_;
+        return acquire_result::create;
+      }
+    }
+    if (w == nullptr) return acquire_result::no_capacity;
+    link_waiter(w);
+    return acquire_result::queued;
+  }
+
+  // Outside the lock: create (if `create`) or validate `s`, then prepare it.
+  // On failure the reservation is returned and the exception propagates.
+  slot<T>* finish_acquire(slot<T>* s, bool create) {
+    for (;;) {
+      if (create) {
+        try {
+          s = new slot<T>(hooks_.create());
+        } catch (...) {
+          cancel_reservation();
+          throw;
+        }
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++created_;
+        link_in_use(s);
+      } else if (hooks_.validate && !validate(s)) {
+        // Broken: close it and create a replacement in the same slot.
+        close_quietly(s->value);
+        {
+          std::lock_guard<std::mutex> lock(mutex_);
+          unlink_in_use(s);
+          ++closed_;
+        }
+        delete s;
+        create = true;
+        continue;
+      }
+      if (hooks_.prepare) {
+        try {
+          hooks_.prepare(s->value);
+        } catch (...) {
+          release(s);
+          throw;
+        }
+      }
+      return s;
+    }
+  }
+
+  // Create one resource for the constructor's preload (no validate/prepare).
+  slot<T>* preload_one() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++total_;
+      ++in_use_;
+    }
+    slot<T>* s;
+    try {
+      s = new slot<T>(hooks_.create());
+    } catch (...) {
+      cancel_reservation();
+      throw;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++created_;
+    link_in_use(s);
+    return s;
+  }
+
+  // ----- release -----------------------------------------------------------
+
+  // Give a leased resource back (Lease::release). `generation` is the fork
+  // generation the lease was made in.
+  void release(slot<T>* s, std::uint32_t generation) noexcept {
+    if (generation != fork_generation()) return;  // inherited from the parent: abandon, touch nothing
+    if (hooks_.on_release) {
+      try {
+        hooks_.on_release(s->value);
+      } catch (...) {
+        discard(s, generation);
+        return;
+      }
+    }
+    release(s);
+  }
+
+  // Close a leased resource and free its slot (Lease::discard, kombu replace).
+  void discard(slot<T>* s, std::uint32_t generation) noexcept {
+    if (generation != fork_generation()) return;
+    bool close_it = false;
+    bool delete_self = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      unlink_in_use(s);
+      --in_use_;
+      --total_;
+      if (s->dead) {
+        if (s->closing) {
+          s->released = true;
+          s = nullptr;
+        }
+      } else {
+        close_it = true;
+        ++closed_;
+      }
+      grant_capacity_locked();
+      delete_self = should_delete_locked();
+    }
+    if (close_it) close_quietly(s->value);
+    delete s;
+    if (delete_self) delete this;
+  }
+
+  // ----- async support -------------------------------------------------------
+
+  // Remove a still-queued waiter with `reason` (timeout/cancel). Returns false
+  // if it was already served.
+  bool withdraw(waiter<T>* w, wait_state reason) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (w->state != wait_state::waiting) return false;
+    unlink_waiter(w);
+    w->state = reason;
+    if (reason == wait_state::timed_out) ++timeouts_;
+    w->notify();
+    return true;
+  }
+
+  std::mutex& mutex() noexcept { return mutex_; }
+  void count_timeout_locked() noexcept { ++timeouts_; }
+  void add_async_ref_locked() noexcept { ++async_refs_; }
+  void drop_async_ref() noexcept {
+    bool delete_self;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      --async_refs_;
+      delete_self = should_delete_locked();
+    }
+    if (delete_self) delete this;
+  }
+
+  // Give back a granted slot or creation right that nobody will use.
+  void abandon_grant(wait_state state, slot<T>* s) noexcept {
+    if (state == wait_state::granted_slot) release(s);
+    if (state == wait_state::granted_create) cancel_reservation();
+  }
+
+  // ----- management ----------------------------------------------------------
+
+  std::size_t limit() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return limit_;
+  }
+
+  void resize(std::size_t limit, bool force) {
+    check_fork();
+    std::vector<slot<T>*> doomed;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (limit != 0 && limit < in_use_) {
+        if (!force) {
+          const std::size_t in_use = in_use_;
+          lock.unlock();
+          throw error(errc::pool_in_use, "cannot shrink pool to " + std::to_string(limit) + " while " +
+                                             std::to_string(in_use) + " resources are in use (use force)");
+        }
+        lock.unlock();
+        force_close_all();
+        lock.lock();
+      }
+      limit_ = limit;
+      if (limit_ != 0 && total_ > limit_) {
+        // Close the coldest idle resources (the bottom of the LIFO stack).
+        const std::size_t excess = std::min(total_ - limit_, idle_.size());
+        doomed.assign(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(excess));
+        idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(excess));
+        total_ -= excess;
+        closed_ += excess;
+      }
+      grant_capacity_locked();
+    }
+    close_and_delete(doomed);
+  }
+
+  // Close idle and leased resources; leases still held then release a dead slot.
+  void force_close_all() {
+    check_fork();
+    std::vector<slot<T>*> idle;
+    std::vector<slot<T>*> leased;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      idle.swap(idle_);
+      if (limit_ != 0 && limit_ <= 4096) idle_.reserve(limit_);
+      total_ -= idle.size();
+      closed_ += idle.size();
+      for (slot<T>* s = in_use_head_; s != nullptr; s = s->next) {
+        if (s->dead) continue;
+        s->dead = true;
+        s->closing = true;
+        leased.push_back(s);
+      }
+      closed_ += leased.size();
+      grant_capacity_locked();
+    }
+    close_and_delete(idle);
+    for (slot<T>* s : leased) {
+      close_quietly(s->value);
+      bool gone;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        s->closing = false;
+        gone = s->released;
+      }
+      if (gone) delete s;
+    }
+  }
+
+  // Refuse further acquires, wake waiters with pool_closed, close idle resources.
+  void close() {
+    check_fork();
+    std::vector<slot<T>*> idle;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      closed_flag_locked(idle);
+    }
+    close_and_delete(idle);
+  }
+
+  // The owning Resource is going away: close, then delete now or when the
+  // last lease / async operation is done.
+  void shutdown() noexcept {
+    if (generation_.load(std::memory_order_relaxed) != fork_generation()) return;  // inherited: leak it
+    std::vector<slot<T>*> idle;
+    bool delete_self;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      closed_flag_locked(idle);
+      owner_gone_ = true;
+      delete_self = should_delete_locked();
+    }
+    close_and_delete(idle);
+    if (delete_self) delete this;
+  }
+
+  PoolStats stats() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    PoolStats st;
+    st.limit = limit_;
+    st.in_use = in_use_;
+    st.idle = idle_.size();
+    st.waiting = waiting_;
+    st.created = created_;
+    st.closed = closed_;
+    st.timeouts = timeouts_;
+    return st;
+  }
+
+  bool is_closed() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return shut_;
+  }
+
+  [[noreturn]] void throw_limit_exceeded(std::size_t limit, std::chrono::nanoseconds waited, bool timed) const {
+    if (hooks_.connection_errors) {
+      if (timed) throw connection_acquire_timeout(limit, waited);
+      throw connection_limit_exceeded(limit, waited);
+    }
+    if (timed) throw acquire_timeout(limit, waited);
+    throw limit_exceeded(limit, waited);
+  }
+
+  // After fork(), the child starts this pool afresh: whatever the parent had
+  // (resources, waiters, a possibly-held mutex) is abandoned, never touched.
+  void check_fork() {
+    if (generation_.load(std::memory_order_acquire) == fork_generation()) return;
+    std::lock_guard<std::mutex> guard(fork_reset_mutex);
+    const std::uint32_t now = fork_generation();
+    if (generation_.load(std::memory_order_relaxed) == now) return;
+    ::new (static_cast<void*>(&mutex_)) std::mutex;
+    ::new (static_cast<void*>(&idle_)) std::vector<slot<T>*>;  // the parent's slots leak on purpose
+    if (limit_ != 0 && limit_ <= 4096) idle_.reserve(limit_);
+    waiters_head_ = waiters_tail_ = nullptr;
+    in_use_head_ = nullptr;
+    total_ = in_use_ = waiting_ = 0;
+    async_refs_ = 0;
+    generation_.store(now, std::memory_order_release);
+  }
+
+ private:
+  bool validate(slot<T>* s) noexcept {
+    try {
+      return hooks_.validate(s->value);
+    } catch (...) {
+      return false;
+    }
+  }
+
+  void close_quietly(T& value) noexcept {
+    if (!hooks_.close) return;
+    try {
+      hooks_.close(value);
+    } catch (...) {
+      // A close hook that throws must not take the pool down; the resource is gone either way.
+    }
+  }
+
+  void close_and_delete(std::vector<slot<T>*>& slots) noexcept {
+    for (slot<T>* s : slots) {
+      close_quietly(s->value);
+      delete s;
+    }
+    slots.clear();
+  }
+
+  // Back from a lease (or a failed prepare): to the longest waiter, to the
+  // idle stack, or closed if the pool is closed or over its limit.
+  void release(slot<T>* s) noexcept {
+    bool close_it = false;
+    bool delete_it = false;
+    bool delete_self = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      unlink_in_use(s);
+      --in_use_;
+      if (s->dead) {
+        --total_;
+        if (s->closing)
+          s->released = true;
+        else
+          delete_it = true;
+        grant_capacity_locked();
+      } else if (shut_ || (limit_ != 0 && total_ > limit_)) {
+        --total_;
+        ++closed_;
+        close_it = true;
+        grant_capacity_locked();
+      } else if (waiters_head_ != nullptr) {
+        waiter<T>* w = waiters_head_;
+        unlink_waiter(w);
+        link_in_use(s);
+        ++in_use_;
+        w->granted = s;
+        w->state = wait_state::granted_slot;
+        w->notify();
+      } else {
+        idle_.push_back(s);
+      }
+      delete_self = should_delete_locked();
+    }
+    if (close_it) close_quietly(s->value);
+    if (close_it || delete_it) delete s;
+    if (delete_self) delete this;
+  }
+
+  // A reserved creation slot was not used (factory threw, grant dropped).
+  void cancel_reservation() noexcept {
+    bool delete_self;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      --total_;
+      --in_use_;
+      grant_capacity_locked();
+      delete_self = should_delete_locked();
+    }
+    if (delete_self) delete this;
+  }
+
+  // Hand free capacity (room under the limit) to queued waiters, oldest first.
+  void grant_capacity_locked() {
+    while (waiters_head_ != nullptr && !shut_ && (limit_ == 0 || total_ < limit_)) {
+      waiter<T>* w = waiters_head_;
+      unlink_waiter(w);
+      ++total_;
+      ++in_use_;
+      w->state = wait_state::granted_create;
+      w->notify();
+    }
+  }
+
+  void closed_flag_locked(std::vector<slot<T>*>& idle) {
+    shut_ = true;
+    while (waiters_head_ != nullptr) {
+      waiter<T>* w = waiters_head_;
+      unlink_waiter(w);
+      w->state = wait_state::closed;
+      w->notify();
+    }
+    idle.swap(idle_);
+    total_ -= idle.size();
+    closed_ += idle.size();
+  }
+
+  bool should_delete_locked() const noexcept { return owner_gone_ && in_use_ == 0 && async_refs_ == 0; }
+
+  void link_waiter(waiter<T>* w) noexcept {
+    w->prev = waiters_tail_;
+    w->next = nullptr;
+    if (waiters_tail_) waiters_tail_->next = w; else waiters_head_ = w;
+    waiters_tail_ = w;
+    ++waiting_;
+  }
+  void unlink_waiter(waiter<T>* w) noexcept {
+    if (w->prev) w->prev->next = w->next; else waiters_head_ = w->next;
+    if (w->next) w->next->prev = w->prev; else waiters_tail_ = w->prev;
+    w->prev = w->next = nullptr;
+    --waiting_;
+  }
+  void link_in_use(slot<T>* s) noexcept {
+    s->prev = nullptr;
+    s->next = in_use_head_;
+    if (in_use_head_) in_use_head_->prev = s;
+    in_use_head_ = s;
+  }
+  void unlink_in_use(slot<T>* s) noexcept {
+    if (s->prev) s->prev->next = s->next; else in_use_head_ = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->prev = s->next = nullptr;
+  }
+
+  mutable std::mutex mutex_;
+  std::size_t limit_;
+  pool_hooks<T> hooks_;
+  std::vector<slot<T>*> idle_;  // LIFO: back() is the warmest
+  waiter<T>* waiters_head_ = nullptr;
+  waiter<T>* waiters_tail_ = nullptr;
+  slot<T>* in_use_head_ = nullptr;
+  std::size_t total_ = 0;   // idle + leased + being created
+  std::size_t in_use_ = 0;  // leased + being created
+  std::size_t waiting_ = 0;
+  std::size_t created_ = 0;
+  std::size_t closed_ = 0;
+  std::size_t timeouts_ = 0;
+  std::size_t async_refs_ = 0;
+  bool shut_ = false;  // close() was called
+  bool owner_gone_ = false;
+  std::atomic<std::uint32_t> generation_;
+};
+
+}  // namespace detail
+}  // namespace respool

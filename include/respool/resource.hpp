@@ -1,0 +1,144 @@
+// respool/resource.hpp — Resource<T>, the generic pool (kombu's Resource).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "respool/detail/pool_core.hpp"
+#include "respool/errors.hpp"
+#include "respool/lease.hpp"
+
+namespace respool {
+
+// A pool of up to `limit` resources of type T, created lazily by a factory,
+// handed out as Lease<T> and reused LIFO (warmest first). Waiters are served
+// first come, first served, synchronous and asynchronous ones in one queue.
+//
+// Thread safety: every member may be called concurrently, except destruction.
+// Destroying the pool while leases are out is safe: they close their resource
+// when they let go.
+template <class T>
+class Resource {
+ public:
+  using value_type = T;
+
+  // Construction parameters; an aggregate, so C++20 callers may use designated initializers.
+  struct Options {
+    std::size_t limit = 0;              // maximum number of resources; 0 = unlimited
+    std::size_t preload = 0;            // resources created eagerly by the constructor (at most limit)
+    std::function<T()> create;          // makes a resource (kombu new()); required
+    std::function<void(T&)> close;      // closes one (kombu close_resource); optional
+    std::function<bool(T&)> validate;   // on acquire of an idle one; false (or a throw) = close and replace; optional
+    std::function<void(T&)> prepare;    // on every hand-out, after validate (kombu prepare); may throw; optional
+    std::function<void(T&)> on_release; // when a lease gives it back (kombu release); must not throw; optional
+  };
+
+  // Throws std::invalid_argument without a factory; propagates a preload factory's exception.
+  explicit Resource(Options options) : core_(make_core(options)) { preload(options.preload); }
+
+  // A pool of `limit` resources made by `create`.
+  Resource(std::size_t limit, std::function<T()> create) : Resource(Options{limit, 0, std::move(create), {}, {}, {}, {}}) {}
+
+  Resource(const Resource&) = delete;
+  Resource& operator=(const Resource&) = delete;
+
+  // Closes the pool: waiters get pool_closed, idle resources are closed now,
+  // leased ones when their lease lets go.
+  ~Resource() { core_->shutdown(); }
+
+  // Wait as long as it takes for a resource. Throws pool_closed, or whatever
+  // the factory / prepare hook throws (the slot is freed first).
+  Lease<T> acquire() { return {core_, core_->acquire(true, clock::time_point::max())}; }
+
+  // Wait at most `timeout`. A zero (or negative) timeout never waits and
+  // throws limit_exceeded at once (kombu block=False); an expired wait throws
+  // acquire_timeout (which is a limit_exceeded).
+  template <class Rep, class Period>
+  Lease<T> acquire(std::chrono::duration<Rep, Period> timeout) {
+    if (timeout <= timeout.zero()) return {core_, core_->acquire(false, clock::time_point::max())};
+    return {core_, core_->acquire(true, deadline_after(timeout))};
+  }
+
+  // Never waits: a lease, or nothing if the pool is at its limit. Throws
+  // pool_closed on a closed pool, and what the factory throws.
+  std::optional<Lease<T>> try_acquire() {
+    try {
+      return Lease<T>(core_, core_->acquire(false, clock::time_point::max()));
+    } catch (const limit_exceeded&) {
+      return std::nullopt;
+    }
+  }
+
+  // Asynchronous acquire with a Boost.Asio completion token; completion
+  // signature void(boost::system::error_code, Lease<T>). Defined in respool/async.hpp.
+  template <class Token>
+  auto async_acquire(Token&& token);
+  template <class Rep, class Period, class Token>
+  auto async_acquire(std::chrono::duration<Rep, Period> timeout, Token&& token);
+
+  // The current limit (0 = unlimited).
+  std::size_t limit() const { return core_->limit(); }
+
+  // Change the limit. Growing wakes waiters. Shrinking closes idle resources
+  // above the new limit at once; below the number in use it throws
+  // error(errc::pool_in_use) unless `force`, which force-closes everything first.
+  void resize(std::size_t limit, bool force = false) { core_->resize(limit, force); }
+
+  // Close idle and leased resources ("drags them from under their feet");
+  // held leases then only give back a dead slot. The pool stays open.
+  void force_close_all() { core_->force_close_all(); }
+
+  // Refuse further acquires (pool_closed), wake waiters with pool_closed, close idle resources.
+  void close() { core_->close(); }
+
+  // A snapshot of the counters.
+  PoolStats stats() const { return core_->stats(); }
+
+ protected:
+  using clock = std::chrono::steady_clock;
+
+  explicit Resource(Options options, bool connection_errors)
+      : core_(make_core(options, connection_errors)) {
+    preload(options.preload);
+  }
+
+  detail::pool_core<T>* core() const noexcept { return core_; }
+
+  template <class Rep, class Period>
+  static clock::time_point deadline_after(std::chrono::duration<Rep, Period> timeout) {
+    // Anything beyond a century is "forever" (and must not overflow the clock).
+    if (std::chrono::duration<double>(timeout) > std::chrono::hours(24 * 365 * 100)) return clock::time_point::max();
+    return clock::now() + std::chrono::ceil<clock::duration>(timeout);
+  }
+
+ private:
+  static detail::pool_core<T>* make_core(Options& o, bool connection_errors = false) {
+    if (!o.create) throw std::invalid_argument("respool::Resource needs a create function");
+    detail::pool_hooks<T> hooks{std::move(o.create), std::move(o.close), std::move(o.validate),
+                                std::move(o.prepare), std::move(o.on_release), connection_errors};
+    return new detail::pool_core<T>(o.limit, std::move(hooks));
+  }
+
+  void preload(std::size_t n) {
+    if (core_->limit() != 0 && n > core_->limit()) n = core_->limit();
+    std::vector<Lease<T>> leases;
+    leases.reserve(n);
+    try {
+      for (std::size_t i = 0; i < n; ++i)
+        leases.emplace_back(core_, core_->preload_one());
+    } catch (...) {
+      leases.clear();
+      core_->shutdown();
+      throw;
+    }
+  }
+
+  detail::pool_core<T>* core_;
+};
+
+}  // namespace respool
