@@ -1,0 +1,235 @@
+// respool/connection.hpp — Connection (a lazily connected broker handle) and
+// Channel (its operations), over any registered transport.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+
+#include "respool/connection_params.hpp"
+#include "respool/detail/globals.hpp"
+#include "respool/entity.hpp"
+#include "respool/errors.hpp"
+#include "respool/message.hpp"
+#include "respool/transport.hpp"
+#include "respool/transport/memory.hpp"
+
+namespace respool {
+
+class Connection;
+
+namespace detail {
+struct connection_state;
+}
+
+// The operations of a connection's default channel. Obtained from
+// Connection::default_channel(); valid as long as the Connection (which may be
+// moved) lives. Not thread-safe: one thread at a time, like the connection.
+// Every operation throws respool::error: connection_lost if the broker went
+// away, channel_error if it refused.
+class Channel {
+ public:
+  // Declare an exchange (kombu's defaults: durable, not auto-delete).
+  void declare(const Exchange& exchange);
+  // Declare the queue's exchange (if named), the queue, and the binding.
+  void declare(const Queue& queue);
+  // basic_get: the next message, or nothing if the queue is empty. With
+  // no_ack = false, call Message::ack() once it is processed.
+  std::optional<Message> get(std::string_view queue, bool no_ack = true);
+  // Publish an already encoded envelope (Producer does the encoding).
+  void publish(const Envelope& message, std::string_view exchange, std::string_view routing_key);
+  // Messages ready in `queue`.
+  std::size_t queue_size(std::string_view queue);
+  // Remove all ready messages from `queue`; returns how many.
+  std::size_t purge(std::string_view queue);
+  // The connection this channel belongs to.
+  Connection& connection() noexcept;
+
+ private:
+  friend struct detail::connection_state;
+  friend bool maybe_declare(const Exchange&, Channel&);
+  friend bool maybe_declare(const Queue&, Channel&);
+  explicit Channel(detail::connection_state* state) noexcept : state_(state) {}
+  transport::channel_impl& impl();
+  detail::connection_state* state_;
+};
+
+namespace detail {
+struct connection_state {
+  explicit connection_state(ConnectionParams p) : params(std::move(p)), channel(this) {
+    transport::memory::ensure_registered();
+    auto factory = transport::find_transport(params.transport());
+    if (!factory) throw unknown_transport(params.transport());
+    impl = factory(params);
+  }
+  ConnectionParams params;
+  std::unique_ptr<transport::connection_impl> impl;
+  Channel channel;
+  Connection* owner = nullptr;
+  std::set<std::string> declared;  // maybe_declare's memory, per session
+  std::uint32_t generation = fork_generation();
+  std::uint64_t sessions = 0;  // successful connects
+};
+}  // namespace detail
+
+// A broker connection (kombu Connection): created unconnected, it connects on
+// connect(), ensure_connection() or first use of default_channel().
+// Movable, not copyable. Not thread-safe: one thread at a time (pools give
+// each thread its own). After fork(), a connection inherited from the parent
+// is abandoned on close/destruction (nothing is written to its socket).
+class Connection {
+ public:
+  // Throws invalid_url, or unknown_transport if no registered transport serves the scheme.
+  explicit Connection(std::string_view url) : Connection(ConnectionParams::parse(url)) {}
+  explicit Connection(ConnectionParams params) : state_(std::make_unique<detail::connection_state>(std::move(params))) {
+    state_->owner = this;
+  }
+
+  Connection(Connection&& other) noexcept : state_(std::move(other.state_)) {
+    if (state_) state_->owner = this;
+  }
+  Connection& operator=(Connection&& other) noexcept {
+    if (this != &other) {
+      close();
+      state_ = std::move(other.state_);
+      if (state_) state_->owner = this;
+    }
+    return *this;
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Closes the connection (protocol close), or abandons it in a forked child.
+  ~Connection() { close(); }
+
+  // The normalised parameters (the pool group key).
+  const ConnectionParams& params() const noexcept { return state_->params; }
+  // kombu's as_uri(): the password masked as ** unless include_password.
+  std::string as_uri(bool include_password = false) const { return state_->params.as_uri(include_password); }
+
+  // Connect now (no-op if connected). Throws error(connection_failed) naming the sanitised URI.
+  void connect() {
+    if (connected()) return;
+    state_->impl->connect();
+    state_->declared.clear();  // a new session has declared nothing yet
+    state_->generation = detail::fork_generation();
+    ++state_->sessions;
+  }
+
+  // True while connected (as far as the transport knows without asking the broker).
+  bool connected() const noexcept { return state_ && state_->impl->connected(); }
+
+  // A cheap liveness check of an open connection (false if not connected).
+  bool alive() noexcept { return connected() && state_->impl->alive(); }
+
+  // Connect, retrying up to `max_retries` times (negative: forever) with
+  // kombu's backoff: wait interval_start, then grow by interval_step up to
+  // interval_max between attempts. Throws error(connection_failed) naming the
+  // sanitised URI and the number of attempts.
+  void ensure_connection(int max_retries = 3, std::chrono::milliseconds interval_start = std::chrono::seconds(2),
+                         std::chrono::milliseconds interval_step = std::chrono::seconds(2),
+                         std::chrono::milliseconds interval_max = std::chrono::seconds(30)) {
+    auto interval = interval_start;
+    for (int attempt = 0;; ++attempt) {
+      try {
+        connect();
+        return;
+      } catch (const error& e) {
+        if (max_retries >= 0 && attempt >= max_retries)
+          throw error(errc::connection_failed, "cannot connect to " + as_uri() + " after " +
+                                                   std::to_string(attempt + 1) + " attempt(s): " + e.what());
+      }
+      std::this_thread::sleep_for(interval);  // backoff between attempts (kombu retry_over_time)
+      interval = std::min(interval + interval_step, interval_max);
+    }
+  }
+
+  // Close (protocol close). Idempotent; never throws.
+  void close() noexcept {
+    if (!state_) return;
+    if (state_->generation != detail::fork_generation())
+      state_->impl->abandon();  // inherited from the parent: don't write to its socket
+    else
+      state_->impl->close();
+    state_->declared.clear();
+  }
+
+  // The default channel, connecting first if needed.
+  Channel& default_channel() {
+    connect();
+    return state_->channel;
+  }
+
+  // Number of successful connects so far (a reconnect makes it grow).
+  std::uint64_t sessions() const noexcept { return state_->sessions; }
+
+  // The transport implementation (for transport-specific extras).
+  transport::connection_impl& transport_impl() noexcept { return *state_->impl; }
+
+ private:
+  friend class Channel;
+  friend bool maybe_declare(const Exchange&, Channel&);
+  friend bool maybe_declare(const Queue&, Channel&);
+  std::unique_ptr<detail::connection_state> state_;
+};
+
+inline transport::channel_impl& Channel::impl() {
+  if (!state_->impl->connected()) state_->owner->connect();
+  return state_->impl->channel();
+}
+inline void Channel::declare(const Exchange& exchange) { impl().declare_exchange(exchange); }
+inline void Channel::declare(const Queue& queue) {
+  auto& channel = impl();
+  if (!queue.exchange.name.empty()) channel.declare_exchange(queue.exchange);
+  channel.declare_queue(queue);
+  if (!queue.exchange.name.empty()) channel.bind_queue(queue);
+}
+inline std::optional<Message> Channel::get(std::string_view queue, bool no_ack) { return impl().get(queue, no_ack); }
+inline void Channel::publish(const Envelope& message, std::string_view exchange, std::string_view routing_key) {
+  impl().publish(message, exchange, routing_key);
+}
+inline std::size_t Channel::queue_size(std::string_view queue) { return impl().queue_size(queue); }
+inline std::size_t Channel::purge(std::string_view queue) { return impl().purge(queue); }
+inline Connection& Channel::connection() noexcept { return *state_->owner; }
+
+// Declare `exchange` on the channel's connection unless this session already
+// did (kombu maybe_declare). Returns true if it declared now. A reconnected
+// connection declares again.
+inline bool maybe_declare(const Exchange& exchange, Channel& channel) {
+  auto& state = *channel.connection().state_;
+  channel.impl();  // connect first: a new session resets the memory
+  std::string key = "exchange\x1f" + exchange.name + '\x1f' + exchange.type;
+  if (state.declared.count(key)) return false;
+  channel.declare(exchange);
+  state.declared.insert(std::move(key));
+  return true;
+}
+
+// Declare `queue` (its exchange, the queue, the binding) unless this session already did.
+inline bool maybe_declare(const Queue& queue, Channel& channel) {
+  auto& state = *channel.connection().state_;
+  channel.impl();
+  std::string key = "queue\x1f" + queue.name + '\x1f' + queue.exchange.name + '\x1f' + queue.routing_key;
+  if (state.declared.count(key)) return false;
+  if (!queue.exchange.name.empty()) maybe_declare(queue.exchange, channel);
+  channel.impl().declare_queue(queue);
+  if (!queue.exchange.name.empty()) channel.impl().bind_queue(queue);
+  state.declared.insert(std::move(key));
+  return true;
+}
+
+// As above, on a connection's default channel.
+inline bool maybe_declare(const Exchange& exchange, Connection& connection) {
+  return maybe_declare(exchange, connection.default_channel());
+}
+inline bool maybe_declare(const Queue& queue, Connection& connection) {
+  return maybe_declare(queue, connection.default_channel());
+}
+
+}  // namespace respool

@@ -1,0 +1,157 @@
+// respool/producer.hpp — Producer (kombu Producer), PublishOptions and
+// ProducerPool (kombu ProducerPool).
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "respool/connection.hpp"
+#include "respool/connection_pool.hpp"
+#include "respool/detail/codec.hpp"
+#include "respool/entity.hpp"
+#include "respool/errors.hpp"
+#include "respool/lease.hpp"
+#include "respool/resource.hpp"
+
+namespace respool {
+
+// How to publish one message (kombu Producer.publish keyword arguments).
+struct PublishOptions {
+  std::string exchange;                               // "" = default exchange (queue named by routing_key)
+  std::string routing_key;
+  std::string serializer = "json";                    // "json" or "raw"
+  std::string compression;                            // "" or "zlib"
+  nlohmann::json headers = nlohmann::json::object();  // application headers
+  std::string content_type;                           // set by the serializer unless given
+  std::string content_encoding;                       // likewise
+  int delivery_mode = 2;                              // 2 = persistent, 1 = transient
+  int priority = 0;
+  std::vector<Exchange> declare;                      // maybe_declare'd before publishing
+};
+
+// Encodes messages as kombu does and publishes them on a connection's
+// default channel. Not thread-safe (one thread at a time, like its connection).
+class Producer {
+ public:
+  // A producer with no connection yet (ProducerPool attaches one per lease).
+  Producer() = default;
+  // A producer owning a pooled connection.
+  explicit Producer(Lease<Connection> connection) noexcept : lease_(std::move(connection)), connection_(lease_.get()) {}
+  // A producer using `connection`, which must outlive it.
+  explicit Producer(Connection& connection) noexcept : connection_(&connection) {}
+
+  Producer(Producer&& other) noexcept
+      : lease_(std::move(other.lease_)), connection_(std::exchange(other.connection_, nullptr)) {}
+  Producer& operator=(Producer&& other) noexcept {
+    lease_ = std::move(other.lease_);
+    connection_ = std::exchange(other.connection_, nullptr);
+    return *this;
+  }
+
+  // Serialise `body` ("json": JSON text, content type application/json,
+  // encoding utf-8; "raw": `body` must be a string, sent as is), compress it
+  // if asked (zlib, with kombu's "compression" header), declare
+  // options.declare, and publish. Throws respool::error (connection_lost,
+  // channel_error, encoding_error) — a publish either reaches the broker or throws.
+  void publish(const nlohmann::json& body, const PublishOptions& options = {}) {
+    if (options.serializer == "json") {
+      send(body.dump(), "application/json", "utf-8", options);
+    } else if (options.serializer == "raw") {
+      if (!body.is_string()) throw error(errc::encoding_error, "the raw serializer needs a string body");
+      send(body.get<std::string>(), "application/data", "utf-8", options);
+    } else {
+      throw error(errc::encoding_error, "unknown serializer '" + options.serializer + "'");
+    }
+  }
+
+  // Publish bytes as they are (content type application/data, encoding
+  // binary, unless options say otherwise).
+  void publish_raw(std::string_view body, const PublishOptions& options = {}) {
+    send(std::string(body), "application/data", "binary", options);
+  }
+
+  // The connection's default channel (connecting if needed).
+  Channel& channel() { return connection().default_channel(); }
+
+  // The connection. Throws error(connection_failed) if the producer has none.
+  Connection& connection() {
+    if (connection_ == nullptr) throw error(errc::connection_failed, "producer has no connection");
+    return *connection_;
+  }
+
+  // True if the producer holds a connection.
+  bool has_connection() const noexcept { return connection_ != nullptr; }
+
+  // Internal (ProducerPool): take / hand back a pooled connection.
+  void attach(Lease<Connection> connection) noexcept {
+    lease_ = std::move(connection);
+    connection_ = lease_.get();
+  }
+  void detach() noexcept {
+    lease_.release();
+    connection_ = nullptr;
+  }
+
+ private:
+  void send(std::string body, const char* content_type, const char* content_encoding, const PublishOptions& o) {
+    Envelope message;
+    message.content_type = o.content_type.empty() ? content_type : o.content_type;
+    message.content_encoding = o.content_encoding.empty() ? content_encoding : o.content_encoding;
+    if (!o.headers.is_null()) {
+      if (!o.headers.is_object()) throw error(errc::encoding_error, "headers must be a JSON object");
+      message.headers = o.headers;
+    }
+    if (!o.compression.empty()) {
+      body = detail::compress(body, o.compression);
+      message.headers["compression"] = std::string(detail::zlib_content_type);
+    }
+    message.body = std::move(body);
+    message.delivery_mode = o.delivery_mode;
+    message.priority = o.priority;
+    Channel& ch = channel();
+    for (const auto& exchange : o.declare) maybe_declare(exchange, ch);
+    ch.publish(message, o.exchange, o.routing_key);
+  }
+
+  Lease<Connection> lease_;
+  Connection* connection_ = nullptr;
+};
+
+// A pool of producers (kombu ProducerPool). Producers are created lazily; as
+// in kombu's prepare/release, a producer borrows a connection from its
+// connection pool when acquired and hands it back when its lease is released,
+// so idle producers hold no connection and the connection limit is the real
+// cap. Borrowing waits for a connection as long as it takes.
+// Thread safety: as Resource.
+class ProducerPool : public Resource<Producer> {
+ public:
+  // Producers borrow from `connections`, which must outlive this pool.
+  ProducerPool(ConnectionPool& connections, std::size_t limit)
+      : ProducerPool([&connections]() -> ConnectionPool& { return connections; }, limit) {}
+
+  // Producers borrow from the pool `connections()` returns at each acquire
+  // (pools::Producers uses pools::connections[params], so a reset or a fork
+  // of the connection group is followed).
+  ProducerPool(std::function<ConnectionPool&()> connections, std::size_t limit)
+      : Resource<Producer>(make_options(std::move(connections), limit)) {}
+
+ private:
+  static Options make_options(std::function<ConnectionPool&()> connections, std::size_t limit) {
+    Options o;
+    o.limit = limit;
+    o.create = [] { return Producer(); };
+    o.prepare = [connections = std::move(connections)](Producer& p) {
+      if (!p.has_connection()) p.attach(connections().acquire());
+    };
+    o.on_release = [](Producer& p) { p.detach(); };
+    return o;
+  }
+};
+
+}  // namespace respool
