@@ -67,11 +67,8 @@ class Resource {
   // Never waits: a lease, or nothing if the pool is at its limit. Throws
   // pool_closed on a closed pool, and what the factory throws.
   std::optional<Lease<T>> try_acquire() {
-    try {
-      return Lease<T>(core_, core_->acquire(false, clock::time_point::max()));
-    } catch (const limit_exceeded&) {
-      return std::nullopt;
-    }
+    if (detail::slot<T>* s = core_->try_acquire()) return Lease<T>(core_, s);
+    return std::nullopt;
   }
 
   // Asynchronous acquire with a Boost.Asio completion token; completion

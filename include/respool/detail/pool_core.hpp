@@ -150,6 +150,21 @@ class pool_core {
     return finish_acquire(s, create);
   }
 
+  // Never waits: a resource, or nullptr if the pool is at its limit (not
+  // counted as a timeout: nothing was refused, the caller only asked).
+  slot<T>* try_acquire() {
+    check_fork();
+    slot<T>* s = nullptr;
+    acquire_result r;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      r = start_acquire_locked(nullptr, s);
+    }
+    if (r == acquire_result::closed) throw pool_closed();
+    if (r == acquire_result::no_capacity) return nullptr;
+    return finish_acquire(s, r == acquire_result::create);
+  }
+
   // Under the lock: take an idle resource, reserve a slot to create one, or
   // (if `w` is given) queue `w`. Newcomers never overtake queued waiters.
   acquire_result start_acquire_locked(waiter<T>* w, slot<T>*& out) {
