@@ -10,6 +10,7 @@
 #include <new>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "respool/detail/globals.hpp"
 
@@ -26,7 +27,7 @@ inline constexpr use_default_limit_t use_default_limit{};
 // the same Pool object for the group's lifetime (until reset()), also when
 // threads race on a new key; the factory runs once per distinct key.
 //
-// Pool needs resize(std::size_t, bool), force_close_all() and stats(); Key needs
+// Pool needs resize(std::size_t, bool), force_close_all(), close() and stats(); Key needs
 // std::hash and ==. Thread safety: every member may be called concurrently.
 // After fork(), the child's group starts empty: pools inherited from the
 // parent are abandoned, never closed or touched.
@@ -68,6 +69,7 @@ class PoolGroup : private detail::group_base {
 
   // The limit given to every pool of the group.
   std::size_t limit() const {
+    const_cast<PoolGroup*>(this)->check_fork();
     std::lock_guard<std::mutex> lock(mutex_);
     return limit_;
   }
@@ -81,12 +83,16 @@ class PoolGroup : private detail::group_base {
 
   // Number of pools (distinct keys seen since construction or reset()).
   std::size_t size() const {
+    const_cast<PoolGroup*>(this)->check_fork();
     std::lock_guard<std::mutex> lock(mutex_);
     return pools_.size();
   }
 
-  // Force-close every pool and forget them all. Leases still out stay valid
-  // and give back a dead slot; references to the old pools dangle.
+  // Force-close every pool and forget them all: the next group[key] makes a
+  // new pool. The old pools are closed (their waiters wake with pool_closed,
+  // later acquires on them throw pool_closed) and kept until the group dies,
+  // so a reference another thread looked up just before the reset never
+  // dangles. Leases still out stay valid and give back a dead slot.
   void reset() override {
     check_fork();
     std::unordered_map<Key, std::unique_ptr<Pool>, hasher> old;
@@ -94,8 +100,15 @@ class PoolGroup : private detail::group_base {
       std::lock_guard<std::mutex> lock(mutex_);
       old.swap(pools_);
     }
-    for (auto& entry : old) entry.second->force_close_all();
-    old.clear();  // destroys the pools outside the lock
+    std::vector<std::unique_ptr<Pool>> closed;
+    closed.reserve(old.size());
+    for (auto& entry : old) {  // outside the lock: close hooks may take time
+      entry.second->close();
+      entry.second->force_close_all();
+      closed.push_back(std::move(entry.second));
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& pool : closed) retired_.push_back(std::move(pool));
   }
 
   // True if the group follows the global default limit.
@@ -143,6 +156,7 @@ class PoolGroup : private detail::group_base {
     // destructor; a parent thread may even have been half-way through an insert.
     ::new (static_cast<void*>(&mutex_)) std::mutex;
     ::new (static_cast<void*>(&pools_)) std::unordered_map<Key, std::unique_ptr<Pool>, hasher>;
+    ::new (static_cast<void*>(&retired_)) std::vector<std::unique_ptr<Pool>>;
   }
 
   mutable std::mutex mutex_;
@@ -150,6 +164,7 @@ class PoolGroup : private detail::group_base {
   std::atomic<bool> follows_default_;
   factory_type factory_;
   std::unordered_map<Key, std::unique_ptr<Pool>, hasher> pools_;
+  std::vector<std::unique_ptr<Pool>> retired_;  // closed by reset(), kept alive for references still held
   std::atomic<std::uint32_t> generation_;
 };
 

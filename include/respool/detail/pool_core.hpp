@@ -108,9 +108,10 @@ class pool_core {
   // ----- acquire -----------------------------------------------------------
 
   // Blocking acquire. `wait`: false = never wait; `deadline` = clock::time_point::max() for no timeout.
-  slot<T>* acquire(bool wait, clock::time_point deadline) {
+  // `start`: when the wait began (the time `deadline` was computed from), so
+  // that an expired wait never reports less than its timeout as waited.
+  slot<T>* acquire(bool wait, clock::time_point deadline, clock::time_point start = clock::now()) {
     check_fork();
-    const auto start = clock::now();
     slot<T>* s = nullptr;
     bool create = false;
     {
@@ -203,14 +204,22 @@ class pool_core {
         ++created_;
         link_in_use(s);
       } else if (hooks_.validate && !validate(s)) {
-        // Broken: close it and create a replacement in the same slot.
-        close_quietly(s->value);
+        // Broken: close it and create a replacement in the same slot. A
+        // force_close_all() meanwhile may have closed it already (it is then
+        // dead: don't close it twice) or may still be closing it (then it
+        // deletes the slot itself).
+        bool close_it;
+        bool delete_it;
         {
           std::lock_guard<std::mutex> lock(mutex_);
           unlink_in_use(s);
-          ++closed_;
+          close_it = !s->dead;
+          if (close_it) ++closed_;
+          delete_it = !s->closing;
+          if (s->closing) s->released = true;
         }
-        delete s;
+        if (close_it) close_quietly(s->value);
+        if (delete_it) delete s;
         create = true;
         continue;
       }
@@ -326,6 +335,7 @@ class pool_core {
   // ----- management ----------------------------------------------------------
 
   std::size_t limit() const {
+    const_cast<pool_core*>(this)->check_fork();
     std::lock_guard<std::mutex> lock(mutex_);
     return limit_;
   }
@@ -421,6 +431,7 @@ class pool_core {
   }
 
   PoolStats stats() const {
+    const_cast<pool_core*>(this)->check_fork();
     std::lock_guard<std::mutex> lock(mutex_);
     PoolStats st;
     st.limit = limit_;
