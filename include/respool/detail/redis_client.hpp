@@ -1,0 +1,246 @@
+// respool/detail/redis_client.hpp — a minimal blocking Redis client on
+// hiredis: RAII context, argv commands, pipelines, SIGPIPE-safe I/O, and
+// respool errors. Not API; used by respool/transport/redis.hpp.
+//
+// Error mapping:
+//   * connect failures (refused, unresolvable, timeout)   -> error(connection_failed)
+//   * I/O failure or timeout during a command              -> error(connection_lost);
+//     the context is freed at once (its protocol state is unknown)
+//   * a Redis error reply is returned to the caller (check with is_error()).
+//
+// Works with hiredis 0.14 and 1.x (only API present in both is used).
+#pragma once
+
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "respool/errors.hpp"
+
+namespace respool::detail::redis {
+
+struct reply_deleter {
+  void operator()(redisReply* reply) const noexcept {
+    if (reply) freeReplyObject(reply);
+  }
+};
+using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
+
+inline bool is_error(const redisReply* reply) noexcept { return reply && reply->type == REDIS_REPLY_ERROR; }
+inline bool is_nil(const redisReply* reply) noexcept { return !reply || reply->type == REDIS_REPLY_NIL; }
+inline std::string text_of(const redisReply* reply) {
+  if (!reply || !reply->str) return {};
+  return std::string(reply->str, reply->len);
+}
+
+// hiredis writes with write(2): a peer that closed the socket would raise
+// SIGPIPE and kill the process. This guard blocks SIGPIPE in the calling
+// thread for the duration of one exchange and swallows a SIGPIPE the
+// exchange itself raised (the technique libpq uses). A SIGPIPE that was
+// already pending is left alone.
+class sigpipe_guard {
+ public:
+  sigpipe_guard() noexcept {
+    sigemptyset(&pipe_set_);
+    sigaddset(&pipe_set_, SIGPIPE);
+    blocked_ = pthread_sigmask(SIG_BLOCK, &pipe_set_, &old_set_) == 0;
+    if (blocked_ && sigismember(&old_set_, SIGPIPE)) {
+      sigset_t pending;
+      sigemptyset(&pending);
+      was_pending_ = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+    }
+  }
+  ~sigpipe_guard() {
+    if (!blocked_) return;
+    if (!was_pending_) {
+      sigset_t pending;
+      sigemptyset(&pending);
+      if (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
+        int saved = errno;
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set_, nullptr, &zero) < 0 && errno == EINTR) {
+        }
+        errno = saved;
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_set_, nullptr);
+  }
+  sigpipe_guard(const sigpipe_guard&) = delete;
+  sigpipe_guard& operator=(const sigpipe_guard&) = delete;
+
+ private:
+  sigset_t pipe_set_{};
+  sigset_t old_set_{};
+  bool blocked_ = false;
+  bool was_pending_ = false;
+};
+
+inline struct timeval to_timeval(double seconds) noexcept {
+  struct timeval tv {};
+  if (seconds > 0) {
+    double whole = std::floor(seconds);
+    tv.tv_sec = static_cast<time_t>(whole);
+    tv.tv_usec = static_cast<suseconds_t>((seconds - whole) * 1e6);
+    if (tv.tv_sec == 0 && tv.tv_usec == 0) tv.tv_usec = 1;
+  }
+  return tv;
+}
+
+// One blocking connection. Not thread-safe, except is_open() and
+// interrupt(), which another thread may call. Not copyable or movable.
+class client {
+ public:
+  using command_args = std::vector<std::string_view>;
+
+  client() = default;
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+  ~client() { close(); }
+
+  // Opens a TCP connection to host:port. `connect_timeout` bounds the TCP
+  // connect (nullopt: the OS default); `io_timeout` bounds every later read
+  // and write (nullopt: none). TCP keepalive is enabled. `uri` (sanitised)
+  // names the server in error messages. Throws error(connection_failed).
+  void open(const std::string& host, int port, std::optional<double> connect_timeout,
+            std::optional<double> io_timeout, std::string uri) {
+    close();
+    uri_ = std::move(uri);
+    redisContext* ctx = connect_timeout
+                            ? redisConnectWithTimeout(host.c_str(), port, to_timeval(*connect_timeout))
+                            : redisConnect(host.c_str(), port);
+    if (!ctx) throw error(errc::connection_failed, "cannot connect to " + uri_ + ": out of memory");
+    if (ctx->err) {
+      std::string reason = ctx->errstr;
+      redisFree(ctx);
+      throw error(errc::connection_failed, "cannot connect to " + uri_ + ": " + reason);
+    }
+    {
+      std::lock_guard<std::mutex> lock(close_mutex_);
+      ctx_ = ctx;
+      open_.store(true, std::memory_order_release);
+    }
+    // hiredis 0.14 applies the connect timeout to later I/O as well: replace it.
+    set_io_timeout(io_timeout);
+    redisEnableKeepAlive(ctx_);
+  }
+
+  // Sets (or, with nullopt, removes) the read/write timeout of the socket.
+  void set_io_timeout(std::optional<double> seconds) {
+    if (!ctx_) return;
+    if (redisSetTimeout(ctx_, seconds ? to_timeval(*seconds) : timeval{0, 0}) != REDIS_OK) {
+      std::string reason = ctx_->errstr;
+      close();
+      throw error(errc::connection_failed, "cannot configure the socket to " + uri_ + ": " + reason);
+    }
+  }
+
+  // True between open() and close(). Thread-safe.
+  bool is_open() const noexcept { return open_.load(std::memory_order_acquire); }
+  redisContext* native_handle() const noexcept { return ctx_; }
+  const std::string& uri() const noexcept { return uri_; }
+
+  // Runs one command and returns its reply (which may be an error reply).
+  // Throws error(connection_lost) on an I/O failure or timeout; the
+  // connection is closed then.
+  reply_ptr command(const command_args& args) {
+    auto replies = pipeline({args});
+    return std::move(replies.front());
+  }
+  reply_ptr command(std::initializer_list<std::string_view> args) { return command(command_args(args)); }
+
+  // Sends every command in one write and reads every reply, in order.
+  // Throws error(connection_lost) as command() does.
+  std::vector<reply_ptr> pipeline(const std::vector<command_args>& commands) {
+    if (!ctx_) throw error(errc::connection_lost, "not connected to " + uri_);
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lengths;
+    for (const auto& args : commands) {
+      argv.clear();
+      lengths.clear();
+      for (auto arg : args) {
+        argv.push_back(arg.data());
+        lengths.push_back(arg.size());
+      }
+      if (redisAppendCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lengths.data()) !=
+          REDIS_OK)
+        fail(name_of(args));
+    }
+    std::vector<reply_ptr> replies;
+    replies.reserve(commands.size());
+    sigpipe_guard guard;
+    for (const auto& args : commands) {
+      void* raw = nullptr;
+      if (redisGetReply(ctx_, &raw) != REDIS_OK || !raw) {
+        if (raw) freeReplyObject(raw);
+        fail(name_of(args));
+      }
+      replies.emplace_back(static_cast<redisReply*>(raw));
+    }
+    return replies;
+  }
+
+  // Frees the context: closes the socket and nothing else (hiredis'
+  // redisFree() never writes to it). Idempotent.
+  void close() noexcept {
+    std::lock_guard<std::mutex> lock(close_mutex_);
+    open_.store(false, std::memory_order_release);
+    if (ctx_) redisFree(std::exchange(ctx_, nullptr));
+  }
+
+  // close() without taking any lock, for a forked child (a parent thread may
+  // have held it at fork time). Closes the inherited descriptor only.
+  void abandon() noexcept {
+    open_.store(false, std::memory_order_release);
+    if (ctx_) redisFree(std::exchange(ctx_, nullptr));
+  }
+
+  // From another thread: make the command running on this connection fail
+  // now, by shutdown(2) of its socket (that command then throws
+  // error(connection_lost) and frees the context). Thread-safe.
+  void interrupt() noexcept {
+    std::lock_guard<std::mutex> lock(close_mutex_);
+    if (ctx_ && ctx_->fd >= 0) ::shutdown(ctx_->fd, SHUT_RDWR);
+  }
+
+ private:
+  static std::string name_of(const command_args& args) {
+    return args.empty() ? std::string() : std::string(args.front());
+  }
+
+  [[noreturn]] void fail(const std::string& command) {
+    int saved_errno = errno;
+    std::string reason = ctx_ && ctx_->errstr[0] ? ctx_->errstr : "I/O error";
+    bool timed_out = false;
+#ifdef REDIS_ERR_TIMEOUT
+    timed_out = ctx_ && ctx_->err == REDIS_ERR_TIMEOUT;
+#endif
+    if (ctx_ && ctx_->err == REDIS_ERR_IO && (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK))
+      timed_out = true;
+    if (ctx_ && ctx_->err == REDIS_ERR_EOF) reason = "server closed the connection";
+    close();
+    throw error(errc::connection_lost, "connection to " + uri_ + " lost during " + command + ": " +
+                                           (timed_out ? "timed out (socket_timeout)" : reason));
+  }
+
+  redisContext* ctx_ = nullptr;
+  std::string uri_;
+  std::mutex close_mutex_;  // guards ctx_ against interrupt() from another thread
+  std::atomic<bool> open_{false};
+};
+
+}  // namespace respool::detail::redis
