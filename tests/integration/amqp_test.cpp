@@ -710,12 +710,14 @@ TEST_CASE("heartbeats are negotiated and serviced by alive() and an idle connect
 
   // serviced: alive() sends heartbeats when due
   for (int i = 0; i < 16; ++i) {
+    // Not synchronisation: time passing is what is tested (heartbeats fall due).
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
     REQUIRE(c->alive());
   }
   CHECK(c->channel().queue_size("amq.respool-none") == 0);
 
   // idle for more than 2 heartbeat intervals: the broker drops it, alive() sees it
+  // Not synchronisation: the connection must sit idle past two heartbeat intervals.
   std::this_thread::sleep_for(std::chrono::seconds(5));
   CHECK_FALSE(c->alive());
   CHECK_FALSE(c->connected());
@@ -935,6 +937,7 @@ TEST_CASE("a broker that goes away makes publish throw connection_lost instead o
       publisher->connect();
       reconnected = true;
     } catch (const amqp_error&) {
+      // Backoff while an external server process starts (bounded by the loop).
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
   }

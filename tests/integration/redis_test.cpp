@@ -665,6 +665,7 @@ TEST_CASE("AUTH password against a requirepass server", "[redis][integration]") 
     if (probe) redisFree(probe);
     if (up) break;
     REQUIRE(std::chrono::steady_clock::now() < deadline);
+    // Backoff while an external server process starts (bounded by the deadline).
     std::this_thread::sleep_for(50ms);
   }
   auto ok = make(ConnectionParams::parse("redis://:p%40ss%3Aw%2Frd@" + base + "/2"));
@@ -1133,6 +1134,8 @@ TEST_CASE("close() from another thread interrupts a blocked operation", "[redis]
       threw = e.code() == errc::connection_lost;
     }
   });
+  // Gives the publisher time to block on the paused server; not needed for
+  // correctness (a close() that comes first makes the publish throw connection_lost too).
   std::this_thread::sleep_for(200ms);
   c->close();
   publisher.join();
@@ -1174,6 +1177,7 @@ TEST_CASE("a server restart is connection_lost, then connection_failed, then rec
       break;
     } catch (const respool::error&) {
       REQUIRE(std::chrono::steady_clock::now() < deadline);
+      // Backoff while the restarted server process comes up (bounded by the deadline).
       std::this_thread::sleep_for(100ms);
     }
   }
@@ -1384,6 +1388,7 @@ TEST_CASE("interop: a live kombu consumer receives respool's fanout publish", "[
   auto deadline = std::chrono::steady_clock::now() + 5s;
   while (raw.integer({"PUBSUB", "NUMPAT"}) < 1) {
     REQUIRE(std::chrono::steady_clock::now() < deadline);
+    // Backoff while polling another process's subscription (bounded by the deadline).
     std::this_thread::sleep_for(20ms);
   }
   auto c = open(url);
