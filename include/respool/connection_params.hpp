@@ -270,9 +270,7 @@ class ConnectionParams {
   // Equal when every normalised field, the options and the alternates (in
   // order) are equal. Hashes are compared first, so unequal keys are cheap.
   friend bool operator==(const ConnectionParams& a, const ConnectionParams& b) {
-    return a.hash_ == b.hash_ && a.port_ == b.port_ && a.transport_ == b.transport_ &&
-           a.hostname_ == b.hostname_ && a.userid_ == b.userid_ && a.password_ == b.password_ &&
-           a.virtual_host_ == b.virtual_host_ && a.options_ == b.options_ && a.alternates_ == b.alternates_;
+    return a.hash_ == b.hash_ && a.identity_ == b.identity_;
   }
   friend bool operator!=(const ConnectionParams& a, const ConnectionParams& b) { return !(a == b); }
 
@@ -344,24 +342,31 @@ class ConnectionParams {
     rehash();
   }
 
-  void rehash() noexcept {
-    using detail::url::hash_mix;
-    std::hash<std::string> h;
-    std::size_t seed = 0;
-    hash_mix(seed, h(transport_));
-    hash_mix(seed, h(hostname_));
-    hash_mix(seed, port_);
-    hash_mix(seed, h(userid_));
-    hash_mix(seed, h(password_));
-    hash_mix(seed, h(virtual_host_));
+  // identity_ encodes every normalised field, length-prefixed (so no two
+  // different ConnectionParams share it): equality is one string comparison
+  // and the hash one std::hash over it.
+  void rehash() {
+    std::string id;
+    auto add = [&id](const std::string& field) {
+      id += std::to_string(field.size());
+      id += ':';
+      id += field;
+    };
+    add(transport_);
+    add(hostname_);
+    add(std::to_string(port_));
+    add(userid_);
+    add(password_);
+    add(virtual_host_);
+    add(std::to_string(options_.size()));
     for (const auto& [name, value] : options_) {
-      hash_mix(seed, h(name));
-      hash_mix(seed, h(value));
+      add(name);
+      add(value);
     }
-    hash_mix(seed, options_.size());
-    for (const auto& alternate : alternates_) hash_mix(seed, alternate.hash_);
-    hash_mix(seed, alternates_.size());
-    hash_ = seed;
+    add(std::to_string(alternates_.size()));
+    for (const auto& alternate : alternates_) add(alternate.identity_);
+    identity_ = std::move(id);
+    hash_ = std::hash<std::string>{}(identity_);
   }
 
   // Parses one URL of a failover list; `offset` is its position in the
@@ -478,6 +483,7 @@ class ConnectionParams {
   options_type options_;
   std::vector<ConnectionParams> alternates_;
   std::size_t hash_ = 0;
+  std::string identity_;
 };
 
 }  // namespace respool

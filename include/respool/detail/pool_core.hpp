@@ -109,46 +109,62 @@ class pool_core {
 
   // Blocking acquire. `wait`: false = never wait; `deadline` = clock::time_point::max() for no timeout.
   // `start`: when the wait began (the time `deadline` was computed from), so
-  // that an expired wait never reports less than its timeout as waited.
-  slot<T>* acquire(bool wait, clock::time_point deadline, clock::time_point start = clock::now()) {
+  // that an expired wait never reports less than its timeout as waited; only
+  // read when a finite deadline expires.
+  //
+  // The fast path (an idle resource or room to create one) reads no clock and
+  // builds no waiter: a std::condition_variable's destructor
+  // (pthread_cond_destroy) is an atomic read-modify-write, and with the
+  // clock_gettime they cost as much as the two lock/unlock pairs of an
+  // acquire + release together.
+  slot<T>* acquire(bool wait, clock::time_point deadline, clock::time_point start = {}) {
     check_fork();
     slot<T>* s = nullptr;
     bool create = false;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      sync_waiter<T> w;
-      switch (start_acquire_locked(wait ? &w : nullptr, s)) {
+      switch (start_acquire_locked(nullptr, s)) {
         case acquire_result::slot: break;
         case acquire_result::create: create = true; break;
         case acquire_result::closed: throw pool_closed();
-        case acquire_result::no_capacity: {
+        case acquire_result::queued: break;  // not without a waiter
+        case acquire_result::no_capacity:
+          if (wait) {
+            s = wait_locked(lock, deadline, start, create);
+            break;
+          }
           ++timeouts_;
           const std::size_t limit = limit_;
           lock.unlock();
           throw_limit_exceeded(limit, std::chrono::nanoseconds(0), false);
-        }
-        case acquire_result::queued: {
-          while (w.state == wait_state::waiting) {
-            if (deadline == clock::time_point::max()) {
-              w.cv.wait(lock);
-            } else if (w.cv.wait_until(lock, deadline) == std::cv_status::timeout &&
-                       w.state == wait_state::waiting) {
-              unlink_waiter(&w);
-              w.state = wait_state::timed_out;
-              ++timeouts_;
-              const std::size_t limit = limit_;
-              lock.unlock();
-              throw_limit_exceeded(limit, clock::now() - start, true);
-            }
-          }
-          if (w.state == wait_state::closed) throw pool_closed();
-          s = w.granted;
-          create = w.state == wait_state::granted_create;
-          break;
-        }
       }
     }
     return finish_acquire(s, create);
+  }
+
+  // acquire()'s slow path, under the lock: queue behind earlier waiters and
+  // sleep until served (returns the slot, or nullptr with `create` set),
+  // closed (throws pool_closed) or past `deadline` (throws).
+  [[gnu::noinline]] slot<T>* wait_locked(std::unique_lock<std::mutex>& lock, clock::time_point deadline,
+                                         clock::time_point start, bool& create) {
+    sync_waiter<T> w;
+    link_waiter(&w);
+    while (w.state == wait_state::waiting) {
+      if (deadline == clock::time_point::max()) {
+        w.cv.wait(lock);
+      } else if (w.cv.wait_until(lock, deadline) == std::cv_status::timeout &&
+                 w.state == wait_state::waiting) {
+        unlink_waiter(&w);
+        w.state = wait_state::timed_out;
+        ++timeouts_;
+        const std::size_t limit = limit_;
+        lock.unlock();
+        throw_limit_exceeded(limit, clock::now() - start, true);
+      }
+    }
+    if (w.state == wait_state::closed) throw pool_closed();
+    create = w.state == wait_state::granted_create;
+    return w.granted;
   }
 
   // Never waits: a resource, or nullptr if the pool is at its limit (not
