@@ -135,6 +135,9 @@ class async_acquire_op final : public waiter<T>,
   // On the handler's executor.
   void complete() {
     if (slot_.is_connected()) slot_.clear();
+    // The signal may die with the handler (Asio only asks it to live until
+    // then): forget the slot, so that the destructor never touches it.
+    slot_ = boost::asio::cancellation_slot();
     if (timer_) timer_->cancel();
     boost::system::error_code ec;
     Lease<T> lease;

@@ -75,10 +75,11 @@ class PoolGroup : private detail::group_base {
   }
 
   // Resize every pool (see Resource::resize). A group built with
-  // use_default_limit stops following the default after an explicit resize.
+  // use_default_limit stops following the default after an explicit resize
+  // (one that worked: a refused resize changes nothing).
   void resize(std::size_t limit, bool force = false) {
-    follows_default_.store(false, std::memory_order_relaxed);
     do_resize(limit, force);
+    follows_default_.store(false, std::memory_order_relaxed);
   }
 
   // Number of pools (distinct keys seen since construction or reset()).
@@ -121,7 +122,10 @@ class PoolGroup : private detail::group_base {
 
   PoolGroup(std::size_t limit, bool follows, factory_type factory)
       : limit_(limit), follows_default_(follows), factory_(std::move(factory)), generation_(detail::fork_generation()) {
-    detail::register_group(this);
+    // A group that follows the default reads it under the registry lock, as
+    // it registers: a set_default_limit() racing with this constructor
+    // either comes before (and is read here) or after (and resizes us).
+    detail::register_group(this, follows ? &limit_ : nullptr);
   }
 
   void apply_default_limit(std::size_t limit, bool force) override { do_resize(limit, force); }

@@ -31,11 +31,13 @@ class Resource {
   struct Options {
     std::size_t limit = 0;              // maximum number of resources; 0 = unlimited
     std::size_t preload = 0;            // resources created eagerly by the constructor (at most limit)
-    std::function<T()> create;          // makes a resource (kombu new()); required
-    std::function<void(T&)> close;      // closes one (kombu close_resource); optional
-    std::function<bool(T&)> validate;   // on acquire of an idle one; false (or a throw) = close and replace; optional
-    std::function<void(T&)> prepare;    // on every hand-out, after validate (kombu prepare); may throw; optional
-    std::function<void(T&)> on_release; // when a lease gives it back (kombu release); must not throw; optional
+    // (The `{}` initializers keep -Wmissing-field-initializers quiet when
+    // callers leave the optional hooks out of an aggregate initialization.)
+    std::function<T()> create{};          // makes a resource (kombu new()); required
+    std::function<void(T&)> close{};      // closes one (kombu close_resource); optional
+    std::function<bool(T&)> validate{};   // on acquire of an idle one; false (or a throw) = close and replace; optional
+    std::function<void(T&)> prepare{};    // on every hand-out, after validate (kombu prepare); may throw; optional
+    std::function<void(T&)> on_release{}; // when a lease gives it back (kombu release); must not throw; optional
   };
 
   // Throws std::invalid_argument without a factory; propagates a preload factory's exception.
@@ -61,7 +63,8 @@ class Resource {
   template <class Rep, class Period>
   Lease<T> acquire(std::chrono::duration<Rep, Period> timeout) {
     if (timeout <= timeout.zero()) return {core_, core_->acquire(false, clock::time_point::max())};
-    return {core_, core_->acquire(true, deadline_after(timeout))};
+    const auto start = clock::now();
+    return {core_, core_->acquire(true, deadline_after(timeout, start), start)};
   }
 
   // Never waits: a lease, or nothing if the pool is at its limit. Throws
@@ -107,10 +110,11 @@ class Resource {
   detail::pool_core<T>* core() const noexcept { return core_; }
 
   template <class Rep, class Period>
-  static clock::time_point deadline_after(std::chrono::duration<Rep, Period> timeout) {
+  static clock::time_point deadline_after(std::chrono::duration<Rep, Period> timeout,
+                                          clock::time_point start = clock::now()) {
     // Anything beyond a century is "forever" (and must not overflow the clock).
     if (std::chrono::duration<double>(timeout) > std::chrono::hours(24 * 365 * 100)) return clock::time_point::max();
-    return clock::now() + std::chrono::ceil<clock::duration>(timeout);
+    return start + std::chrono::ceil<clock::duration>(timeout);
   }
 
  private:

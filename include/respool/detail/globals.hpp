@@ -63,10 +63,14 @@ inline void ensure_atfork_registered() noexcept {
 // The current fork generation (0 in a process that never forked).
 inline std::uint32_t fork_generation() noexcept { return fork_generation_counter.load(std::memory_order_acquire); }
 
-inline void register_group(group_base* group) {
+// Registers `group`. If `default_limit_out` is given, the current default
+// limit is stored there under the same lock (before the group is visible to
+// set_default_limit).
+inline void register_group(group_base* group, std::size_t* default_limit_out = nullptr) {
   ensure_atfork_registered();
   auto& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
+  if (default_limit_out != nullptr) *default_limit_out = r.default_limit;
   r.groups.push_back(group);
 }
 
