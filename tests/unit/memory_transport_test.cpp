@@ -329,7 +329,7 @@ TEST_CASE("AMQP errors: undeclared exchanges and queues, inequivalent redeclarat
   CHECK(ch.purge("q") == 0);
 }
 
-TEST_CASE("queues are FIFO; get on an empty queue gives nothing", "[memory]") {
+TEST_CASE("queues are FIFO, and get on an empty queue gives nothing", "[memory]") {
   auto conn = connect(fresh_vhost("fifo"));
   auto& ch = conn->channel();
   declare_bound(ch, Exchange{"x"}, "q", "k");
@@ -489,7 +489,7 @@ TEST_CASE("connection lifecycle", "[memory]") {
   CHECK(broker->stats().connects == 3);
 }
 
-TEST_CASE("connections to one memory vhost share it; other vhosts are separate", "[memory]") {
+TEST_CASE("connections to one memory vhost share it, other vhosts are separate", "[memory]") {
   auto vhost = fresh_vhost("shared");
   auto params_a = respool::ConnectionParams::parse("memory://localhost/" + vhost);
   auto params_b = respool::ConnectionParams::parse("memory://localhost/" + vhost + "-other");
