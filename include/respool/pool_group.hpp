@@ -1,6 +1,7 @@
 // respool/pool_group.hpp — PoolGroup<Key, Pool>: one pool per key (kombu PoolGroup).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -27,8 +28,11 @@ inline constexpr use_default_limit_t use_default_limit{};
 // the same Pool object for the group's lifetime (until reset()), also when
 // threads race on a new key; the factory runs once per distinct key.
 //
-// Pool needs resize(std::size_t, bool), force_close_all(), close() and stats(); Key needs
-// std::hash and ==. Thread safety: every member may be called concurrently.
+// Pool needs resize(std::size_t, bool), force_close_all(), close() and
+// stats(); Key needs std::hash and ==. Thread safety: every member may be
+// called concurrently. The map is split in shards by key hash, each with its
+// own mutex, so lookups of different keys (different brokers in
+// pools::connections) do not contend on one lock.
 // After fork(), the child's group starts empty: pools inherited from the
 // parent are abandoned, never closed or touched.
 template <class Key, class Pool>
@@ -41,8 +45,7 @@ class PoolGroup : private detail::group_base {
   // A group whose pools have `limit` resources each (0 = unlimited).
   PoolGroup(std::size_t limit, factory_type factory) : PoolGroup(limit, false, std::move(factory)) {}
   // A group that follows the global default limit.
-  PoolGroup(use_default_limit_t, factory_type factory)
-      : PoolGroup(detail::default_limit(), true, std::move(factory)) {}
+  PoolGroup(use_default_limit_t, factory_type factory) : PoolGroup(0, true, std::move(factory)) {}
 
   PoolGroup(const PoolGroup&) = delete;
   PoolGroup& operator=(const PoolGroup&) = delete;
@@ -56,22 +59,22 @@ class PoolGroup : private detail::group_base {
   // (nothing is remembered then).
   Pool& operator[](const Key& key) {
     check_fork();
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = pools_.find(key);
-    if (it != pools_.end()) return *it->second;
-    // Under the lock, so the factory runs once per key. Pool construction is
-    // cheap (resources are created lazily).
-    auto pool = factory_(key, limit_);
+    shard& sh = shard_for(key);
+    std::lock_guard<std::mutex> lock(sh.mutex);
+    auto it = sh.pools.find(key);
+    if (it != sh.pools.end()) return *it->second;
+    // Under the shard's lock, so the factory runs once per key. Pool
+    // construction is cheap (resources are created lazily).
+    auto pool = factory_(key, limit_.load(std::memory_order_acquire));
     Pool& ref = *pool;
-    pools_.emplace(key, std::move(pool));
+    sh.pools.emplace(key, std::move(pool));
     return ref;
   }
 
   // The limit given to every pool of the group.
   std::size_t limit() const {
     const_cast<PoolGroup*>(this)->check_fork();
-    std::lock_guard<std::mutex> lock(mutex_);
-    return limit_;
+    return limit_.load(std::memory_order_acquire);
   }
 
   // Resize every pool (see Resource::resize). A group built with
@@ -85,8 +88,12 @@ class PoolGroup : private detail::group_base {
   // Number of pools (distinct keys seen since construction or reset()).
   std::size_t size() const {
     const_cast<PoolGroup*>(this)->check_fork();
-    std::lock_guard<std::mutex> lock(mutex_);
-    return pools_.size();
+    std::size_t n = 0;
+    for (const shard& sh : shards_) {
+      std::lock_guard<std::mutex> lock(sh.mutex);
+      n += sh.pools.size();
+    }
+    return n;
   }
 
   // Force-close every pool and forget them all: the next group[key] makes a
@@ -96,20 +103,19 @@ class PoolGroup : private detail::group_base {
   // dangles. Leases still out stay valid and give back a dead slot.
   void reset() override {
     check_fork();
-    std::unordered_map<Key, std::unique_ptr<Pool>, hasher> old;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      old.swap(pools_);
+    std::lock_guard<std::mutex> admin(admin_mutex_);
+    for (shard& sh : shards_) {
+      map_type old;
+      {
+        std::lock_guard<std::mutex> lock(sh.mutex);
+        old.swap(sh.pools);
+      }
+      for (auto& entry : old) {  // outside the shard lock: close hooks may take time
+        entry.second->close();
+        entry.second->force_close_all();
+        retired_.push_back(std::move(entry.second));
+      }
     }
-    std::vector<std::unique_ptr<Pool>> closed;
-    closed.reserve(old.size());
-    for (auto& entry : old) {  // outside the lock: close hooks may take time
-      entry.second->close();
-      entry.second->force_close_all();
-      closed.push_back(std::move(entry.second));
-    }
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& pool : closed) retired_.push_back(std::move(pool));
   }
 
   // True if the group follows the global default limit.
@@ -118,6 +124,13 @@ class PoolGroup : private detail::group_base {
  private:
   struct hasher {
     std::size_t operator()(const Key& k) const noexcept(noexcept(std::hash<Key>{}(k))) { return std::hash<Key>{}(k); }
+  };
+  using map_type = std::unordered_map<Key, std::unique_ptr<Pool>, hasher>;
+
+  static constexpr std::size_t shard_count = 16;
+  struct alignas(64) shard {  // one cache line each: no false sharing between shards' mutexes
+    mutable std::mutex mutex;
+    map_type pools;
   };
 
   PoolGroup(std::size_t limit, bool follows, factory_type factory)
@@ -128,20 +141,32 @@ class PoolGroup : private detail::group_base {
     detail::register_group(this, follows ? &limit_ : nullptr);
   }
 
+  shard& shard_for(const Key& key) {
+    // Fibonacci hashing spreads even identity hashes (std::hash<int>) over
+    // the shards; its top bits pick one.
+    const std::uint64_t h = static_cast<std::uint64_t>(hasher{}(key)) * 0x9E3779B97F4A7C15ull;
+    return shards_[static_cast<std::size_t>(h >> 60) % shard_count];
+  }
+
   void apply_default_limit(std::size_t limit, bool force) override { do_resize(limit, force); }
 
   void do_resize(std::size_t limit, bool force) {
     check_fork();
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<std::mutex> admin(admin_mutex_);
     // Check first, so that a refusal leaves every pool as it was.
-    if (!force) {
-      for (auto& entry : pools_) {
-        auto stats = entry.second->stats();
-        if (limit != 0 && stats.in_use > limit) entry.second->resize(limit, false);  // throws pool_in_use
+    if (!force && limit != 0) {
+      for (shard& sh : shards_) {
+        std::lock_guard<std::mutex> lock(sh.mutex);
+        for (auto& entry : sh.pools)
+          if (entry.second->stats().in_use > limit) entry.second->resize(limit, false);  // throws pool_in_use
       }
     }
-    for (auto& entry : pools_) entry.second->resize(limit, force);
-    limit_ = limit;
+    // New pools made from here on get the new limit; existing ones are resized.
+    limit_.store(limit, std::memory_order_release);
+    for (shard& sh : shards_) {
+      std::lock_guard<std::mutex> lock(sh.mutex);
+      for (auto& entry : sh.pools) entry.second->resize(limit, force);
+    }
   }
 
   void check_fork() {
@@ -156,18 +181,22 @@ class PoolGroup : private detail::group_base {
   // Drop the parent's pools without destroying them (destroying would close
   // their connections, writing to sockets the parent still uses).
   void forget() noexcept {
-    // Placement-new over the old map leaks its nodes without running a single
-    // destructor; a parent thread may even have been half-way through an insert.
-    ::new (static_cast<void*>(&mutex_)) std::mutex;
-    ::new (static_cast<void*>(&pools_)) std::unordered_map<Key, std::unique_ptr<Pool>, hasher>;
+    // Placement-new over the old maps leaks their nodes without running a
+    // single destructor; a parent thread may even have been half-way through
+    // an insert, or have held any of these mutexes.
+    for (shard& sh : shards_) {
+      ::new (static_cast<void*>(&sh.mutex)) std::mutex;
+      ::new (static_cast<void*>(&sh.pools)) map_type;
+    }
+    ::new (static_cast<void*>(&admin_mutex_)) std::mutex;
     ::new (static_cast<void*>(&retired_)) std::vector<std::unique_ptr<Pool>>;
   }
 
-  mutable std::mutex mutex_;
-  std::size_t limit_;
+  std::array<shard, shard_count> shards_;
+  std::atomic<std::size_t> limit_;
   std::atomic<bool> follows_default_;
   factory_type factory_;
-  std::unordered_map<Key, std::unique_ptr<Pool>, hasher> pools_;
+  std::mutex admin_mutex_;                      // serialises resize() and reset(); never on the acquire path
   std::vector<std::unique_ptr<Pool>> retired_;  // closed by reset(), kept alive for references still held
   std::atomic<std::uint32_t> generation_;
 };

@@ -13,23 +13,36 @@
 #include "respool/pool_group.hpp"
 #include "respool/producer.hpp"
 
+namespace respool::detail {
+
+// A pool group keyed by connection parameters whose `[]` also takes a
+// Connection or a URL (the base of pools::Connections and pools::Producers).
+template <class Pool>
+class params_group : public PoolGroup<ConnectionParams, Pool> {
+  using base = PoolGroup<ConnectionParams, Pool>;
+
+ public:
+  using base::base;
+  using base::operator[];
+  Pool& operator[](const Connection& connection) { return (*this)[connection.params()]; }
+  Pool& operator[](std::string_view url) { return (*this)[ConnectionParams::parse(url)]; }
+  Pool& operator[](const std::string& url) { return (*this)[ConnectionParams::parse(url)]; }
+  Pool& operator[](const char* url) { return (*this)[ConnectionParams::parse(url)]; }
+};
+
+}  // namespace respool::detail
+
 namespace respool::pools {
 
-// Connection pools keyed by normalised connection parameters. `[]` also takes
-// a Connection or a URL: group["redis://localhost"] and
-// group[Connection("redis://localhost:6379/0")] are the same pool.
-class Connections : public PoolGroup<ConnectionParams, ConnectionPool> {
+// Connection pools keyed by normalised connection parameters:
+// group["redis://localhost"] and group[Connection("redis://localhost:6379/0")]
+// are the same pool. A PoolGroup<ConnectionParams, ConnectionPool>.
+class Connections : public respool::detail::params_group<ConnectionPool> {
  public:
   // A group with `limit` connections per pool.
-  explicit Connections(std::size_t limit) : PoolGroup(limit, factory()) {}
+  explicit Connections(std::size_t limit) : params_group(limit, factory()) {}
   // A group that follows the global limit (set_limit).
-  explicit Connections(use_default_limit_t) : PoolGroup(use_default_limit, factory()) {}
-
-  using PoolGroup::operator[];
-  ConnectionPool& operator[](const Connection& connection) { return (*this)[connection.params()]; }
-  ConnectionPool& operator[](std::string_view url) { return (*this)[ConnectionParams::parse(url)]; }
-  ConnectionPool& operator[](const std::string& url) { return (*this)[ConnectionParams::parse(url)]; }
-  ConnectionPool& operator[](const char* url) { return (*this)[ConnectionParams::parse(url)]; }
+  explicit Connections(use_default_limit_t) : params_group(use_default_limit, factory()) {}
 
  private:
   static factory_type factory() {
@@ -57,17 +70,11 @@ namespace respool::pools {
 // Producer pools keyed like Connections. Each ProducerPool borrows its
 // connections from the process-wide pools::connections[params] (kombu
 // Producers.create), looked up at every acquire so that reset() and fork()
-// are followed.
-class Producers : public PoolGroup<ConnectionParams, ProducerPool> {
+// are followed. A PoolGroup<ConnectionParams, ProducerPool>.
+class Producers : public respool::detail::params_group<ProducerPool> {
  public:
-  explicit Producers(std::size_t limit) : PoolGroup(limit, factory()) {}
-  explicit Producers(use_default_limit_t) : PoolGroup(use_default_limit, factory()) {}
-
-  using PoolGroup::operator[];
-  ProducerPool& operator[](const Connection& connection) { return (*this)[connection.params()]; }
-  ProducerPool& operator[](std::string_view url) { return (*this)[ConnectionParams::parse(url)]; }
-  ProducerPool& operator[](const std::string& url) { return (*this)[ConnectionParams::parse(url)]; }
-  ProducerPool& operator[](const char* url) { return (*this)[ConnectionParams::parse(url)]; }
+  explicit Producers(std::size_t limit) : params_group(limit, factory()) {}
+  explicit Producers(use_default_limit_t) : params_group(use_default_limit, factory()) {}
 
  private:
   static factory_type factory() {

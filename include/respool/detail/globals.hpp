@@ -66,11 +66,11 @@ inline std::uint32_t fork_generation() noexcept { return fork_generation_counter
 // Registers `group`. If `default_limit_out` is given, the current default
 // limit is stored there under the same lock (before the group is visible to
 // set_default_limit).
-inline void register_group(group_base* group, std::size_t* default_limit_out = nullptr) {
+inline void register_group(group_base* group, std::atomic<std::size_t>* default_limit_out = nullptr) {
   ensure_atfork_registered();
   auto& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
-  if (default_limit_out != nullptr) *default_limit_out = r.default_limit;
+  if (default_limit_out != nullptr) default_limit_out->store(r.default_limit, std::memory_order_relaxed);
   r.groups.push_back(group);
 }
 
