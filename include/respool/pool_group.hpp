@@ -1,7 +1,6 @@
 // respool/pool_group.hpp — PoolGroup<Key, Pool>: one pool per key (kombu PoolGroup).
 #pragma once
 
-#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -9,7 +8,6 @@
 #include <memory>
 #include <mutex>
 #include <new>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -30,9 +28,10 @@ inline constexpr use_default_limit_t use_default_limit{};
 //
 // Pool needs resize(std::size_t, bool), force_close_all(), close() and
 // stats(); Key needs std::hash and ==. Thread safety: every member may be
-// called concurrently. The map is split in shards by key hash, each with its
-// own mutex, so lookups of different keys (different brokers in
-// pools::connections) do not contend on one lock.
+// called concurrently. Looking up an existing key takes no lock and writes
+// no shared memory (an open-addressing table of immutable entries, replaced
+// whole when it grows), so pools::connections adds no global lock to the
+// acquire path; creating a pool for a new key takes the group's mutex.
 // After fork(), the child's group starts empty: pools inherited from the
 // parent are abandoned, never closed or touched.
 template <class Key, class Pool>
@@ -59,16 +58,21 @@ class PoolGroup : private detail::group_base {
   // (nothing is remembered then).
   Pool& operator[](const Key& key) {
     check_fork();
-    shard& sh = shard_for(key);
-    std::lock_guard<std::mutex> lock(sh.mutex);
-    auto it = sh.pools.find(key);
-    if (it != sh.pools.end()) return *it->second;
-    // Under the shard's lock, so the factory runs once per key. Pool
-    // construction is cheap (resources are created lazily).
-    auto pool = factory_(key, limit_.load(std::memory_order_acquire));
-    Pool& ref = *pool;
-    sh.pools.emplace(key, std::move(pool));
-    return ref;
+    const std::size_t hash = hasher{}(key);
+    if (Pool* pool = find(table_.load(std::memory_order_acquire), key, hash)) return *pool;
+
+    std::lock_guard<std::mutex> lock(mutex_);
+    table* t = table_.load(std::memory_order_relaxed);
+    if (Pool* pool = find(t, key, hash)) return *pool;  // another thread made it meanwhile
+    // Under the lock, so the factory runs once per key. Pool construction is
+    // cheap (resources are created lazily).
+    auto made = std::make_unique<node>(node{hash, key, factory_(key, limit_.load(std::memory_order_relaxed))});
+    if ((t->count + 1) * 2 > t->mask + 1) t = grow(t);
+    node* n = made.get();
+    nodes_.push_back(std::move(made));
+    insert(t, n);
+    ++t->count;
+    return *n->pool;
   }
 
   // The limit given to every pool of the group.
@@ -88,12 +92,8 @@ class PoolGroup : private detail::group_base {
   // Number of pools (distinct keys seen since construction or reset()).
   std::size_t size() const {
     const_cast<PoolGroup*>(this)->check_fork();
-    std::size_t n = 0;
-    for (const shard& sh : shards_) {
-      std::lock_guard<std::mutex> lock(sh.mutex);
-      n += sh.pools.size();
-    }
-    return n;
+    std::lock_guard<std::mutex> lock(mutex_);
+    return table_.load(std::memory_order_relaxed)->count;
   }
 
   // Force-close every pool and forget them all: the next group[key] makes a
@@ -103,18 +103,15 @@ class PoolGroup : private detail::group_base {
   // dangles. Leases still out stay valid and give back a dead slot.
   void reset() override {
     check_fork();
-    std::lock_guard<std::mutex> admin(admin_mutex_);
-    for (shard& sh : shards_) {
-      map_type old;
-      {
-        std::lock_guard<std::mutex> lock(sh.mutex);
-        old.swap(sh.pools);
-      }
-      for (auto& entry : old) {  // outside the shard lock: close hooks may take time
-        entry.second->close();
-        entry.second->force_close_all();
-        retired_.push_back(std::move(entry.second));
-      }
+    std::vector<node*> old;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      old = entries(table_.load(std::memory_order_relaxed));
+      table_.store(new_table(initial_capacity), std::memory_order_release);
+    }
+    for (node* n : old) {  // outside the lock: close hooks may take time
+      n->pool->close();
+      n->pool->force_close_all();
     }
   }
 
@@ -125,48 +122,86 @@ class PoolGroup : private detail::group_base {
   struct hasher {
     std::size_t operator()(const Key& k) const noexcept(noexcept(std::hash<Key>{}(k))) { return std::hash<Key>{}(k); }
   };
-  using map_type = std::unordered_map<Key, std::unique_ptr<Pool>, hasher>;
-
-  static constexpr std::size_t shard_count = 16;
-  struct alignas(64) shard {  // one cache line each: no false sharing between shards' mutexes
-    mutable std::mutex mutex;
-    map_type pools;
+  // Immutable once published: readers compare hash and key without a lock.
+  struct node {
+    std::size_t hash;
+    Key key;
+    std::unique_ptr<Pool> pool;
   };
+  struct table {
+    explicit table(std::size_t capacity) : mask(capacity - 1), slots(new std::atomic<node*>[capacity]) {
+      for (std::size_t i = 0; i < capacity; ++i) slots[i].store(nullptr, std::memory_order_relaxed);
+    }
+    std::size_t mask;  // capacity - 1 (a power of two)
+    std::unique_ptr<std::atomic<node*>[]> slots;
+    std::size_t count = 0;  // written under the mutex only
+  };
+  static constexpr std::size_t initial_capacity = 16;
 
   PoolGroup(std::size_t limit, bool follows, factory_type factory)
       : limit_(limit), follows_default_(follows), factory_(std::move(factory)), generation_(detail::fork_generation()) {
+    table_.store(new_table(initial_capacity), std::memory_order_relaxed);
     // A group that follows the default reads it under the registry lock, as
     // it registers: a set_default_limit() racing with this constructor
     // either comes before (and is read here) or after (and resizes us).
     detail::register_group(this, follows ? &limit_ : nullptr);
   }
 
-  shard& shard_for(const Key& key) {
-    // Fibonacci hashing spreads even identity hashes (std::hash<int>) over
-    // the shards; its top bits pick one.
-    const std::uint64_t h = static_cast<std::uint64_t>(hasher{}(key)) * 0x9E3779B97F4A7C15ull;
-    return shards_[static_cast<std::size_t>(h >> 60) % shard_count];
+  // Fibonacci hashing spreads even identity hashes (std::hash<int>) over the table.
+  static std::size_t slot_of(std::size_t hash, std::size_t mask) {
+    return static_cast<std::size_t>((static_cast<std::uint64_t>(hash) * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+  }
+
+  static Pool* find(table* t, const Key& key, std::size_t hash) {
+    for (std::size_t i = slot_of(hash, t->mask);; i = (i + 1) & t->mask) {
+      node* n = t->slots[i].load(std::memory_order_acquire);
+      if (n == nullptr) return nullptr;
+      if (n->hash == hash && n->key == key) return n->pool.get();
+    }
+  }
+
+  static void insert(table* t, node* n) {
+    std::size_t i = slot_of(n->hash, t->mask);
+    while (t->slots[i].load(std::memory_order_relaxed) != nullptr) i = (i + 1) & t->mask;
+    t->slots[i].store(n, std::memory_order_release);
+  }
+
+  static std::vector<node*> entries(table* t) {
+    std::vector<node*> out;
+    for (std::size_t i = 0; i <= t->mask; ++i)
+      if (node* n = t->slots[i].load(std::memory_order_relaxed)) out.push_back(n);
+    return out;
+  }
+
+  // Under the mutex. Tables are kept until the group dies (a reader may still
+  // be probing an old one); they double, so all of them together stay under
+  // twice the size of the last.
+  table* new_table(std::size_t capacity) {
+    tables_.push_back(std::make_unique<table>(capacity));
+    return tables_.back().get();
+  }
+
+  table* grow(table* t) {
+    table* bigger = new_table((t->mask + 1) * 2);
+    for (node* n : entries(t)) insert(bigger, n);
+    bigger->count = t->count;
+    table_.store(bigger, std::memory_order_release);
+    return bigger;
   }
 
   void apply_default_limit(std::size_t limit, bool force) override { do_resize(limit, force); }
 
   void do_resize(std::size_t limit, bool force) {
     check_fork();
-    std::lock_guard<std::mutex> admin(admin_mutex_);
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto pools = entries(table_.load(std::memory_order_relaxed));
     // Check first, so that a refusal leaves every pool as it was.
     if (!force && limit != 0) {
-      for (shard& sh : shards_) {
-        std::lock_guard<std::mutex> lock(sh.mutex);
-        for (auto& entry : sh.pools)
-          if (entry.second->stats().in_use > limit) entry.second->resize(limit, false);  // throws pool_in_use
-      }
+      for (node* n : pools)
+        if (n->pool->stats().in_use > limit) n->pool->resize(limit, false);  // throws pool_in_use
     }
-    // New pools made from here on get the new limit; existing ones are resized.
     limit_.store(limit, std::memory_order_release);
-    for (shard& sh : shards_) {
-      std::lock_guard<std::mutex> lock(sh.mutex);
-      for (auto& entry : sh.pools) entry.second->resize(limit, force);
-    }
+    for (node* n : pools) n->pool->resize(limit, force);
   }
 
   void check_fork() {
@@ -181,23 +216,22 @@ class PoolGroup : private detail::group_base {
   // Drop the parent's pools without destroying them (destroying would close
   // their connections, writing to sockets the parent still uses).
   void forget() noexcept {
-    // Placement-new over the old maps leaks their nodes without running a
-    // single destructor; a parent thread may even have been half-way through
-    // an insert, or have held any of these mutexes.
-    for (shard& sh : shards_) {
-      ::new (static_cast<void*>(&sh.mutex)) std::mutex;
-      ::new (static_cast<void*>(&sh.pools)) map_type;
-    }
-    ::new (static_cast<void*>(&admin_mutex_)) std::mutex;
-    ::new (static_cast<void*>(&retired_)) std::vector<std::unique_ptr<Pool>>;
+    // Placement-new leaks the old tables and nodes without running a single
+    // destructor; a parent thread may even have been half-way through an
+    // insert, or have held the mutex.
+    ::new (static_cast<void*>(&mutex_)) std::mutex;
+    ::new (static_cast<void*>(&nodes_)) std::vector<std::unique_ptr<node>>;
+    ::new (static_cast<void*>(&tables_)) std::vector<std::unique_ptr<table>>;
+    table_.store(new_table(initial_capacity), std::memory_order_release);
   }
 
-  std::array<shard, shard_count> shards_;
+  mutable std::mutex mutex_;  // inserts, resize, reset; never taken to look up an existing key
+  std::atomic<table*> table_{nullptr};
+  std::vector<std::unique_ptr<table>> tables_;  // every table made, current one last
+  std::vector<std::unique_ptr<node>> nodes_;    // every entry made (reset ones too: references stay valid)
   std::atomic<std::size_t> limit_;
   std::atomic<bool> follows_default_;
   factory_type factory_;
-  std::mutex admin_mutex_;                      // serialises resize() and reset(); never on the acquire path
-  std::vector<std::unique_ptr<Pool>> retired_;  // closed by reset(), kept alive for references still held
   std::atomic<std::uint32_t> generation_;
 };
 
