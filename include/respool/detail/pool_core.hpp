@@ -190,7 +190,6 @@ class pool_core {
       if (!idle_.empty()) {
         out = idle_.back();
         idle_.pop_back();
-        link_in_use(out);
         ++in_use_;
         return acquire_result::slot;
       }
@@ -218,7 +217,7 @@ class pool_core {
         }
         std::lock_guard<std::mutex> lock(mutex_);
         ++created_;
-        link_in_use(s);
+        link_slot(s);
       } else if (hooks_.validate && !validate(s)) {
         // Broken: close it and create a replacement in the same slot. A
         // force_close_all() meanwhile may have closed it already (it is then
@@ -228,11 +227,13 @@ class pool_core {
         bool delete_it;
         {
           std::lock_guard<std::mutex> lock(mutex_);
-          unlink_in_use(s);
           close_it = !s->dead;
           if (close_it) ++closed_;
           delete_it = !s->closing;
-          if (s->closing) s->released = true;
+          if (delete_it)
+            unlink_slot(s);
+          else
+            s->released = true;
         }
         if (close_it) close_quietly(s->value);
         if (delete_it) delete s;
@@ -267,7 +268,7 @@ class pool_core {
     }
     std::lock_guard<std::mutex> lock(mutex_);
     ++created_;
-    link_in_use(s);
+    link_slot(s);
     return s;
   }
 
@@ -295,17 +296,17 @@ class pool_core {
     bool delete_self = false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      unlink_in_use(s);
       --in_use_;
       --total_;
-      if (s->dead) {
-        if (s->closing) {
-          s->released = true;
-          s = nullptr;
-        }
+      if (s->dead && s->closing) {
+        s->released = true;  // force_close_all() deletes it when done closing
+        s = nullptr;
       } else {
-        close_it = true;
-        ++closed_;
+        unlink_slot(s);
+        if (!s->dead) {
+          close_it = true;
+          ++closed_;
+        }
       }
       grant_capacity_locked();
       delete_self = should_delete_locked();
@@ -378,6 +379,7 @@ class pool_core {
         const std::size_t excess = std::min(total_ - limit_, idle_.size());
         doomed.assign(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(excess));
         idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(excess));
+        for (slot<T>* d : doomed) unlink_slot(d);
         total_ -= excess;
         closed_ += excess;
       }
@@ -394,10 +396,11 @@ class pool_core {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       idle.swap(idle_);
+      for (slot<T>* d : idle) unlink_slot(d);  // what remains in the list is leased
       if (limit_ != 0 && limit_ <= 4096) idle_.reserve(limit_);
       total_ -= idle.size();
       closed_ += idle.size();
-      for (slot<T>* s = in_use_head_; s != nullptr; s = s->next) {
+      for (slot<T>* s = slots_head_; s != nullptr; s = s->next) {
         if (s->dead) continue;
         s->dead = true;
         s->closing = true;
@@ -414,6 +417,7 @@ class pool_core {
         std::lock_guard<std::mutex> lock(mutex_);
         s->closing = false;
         gone = s->released;
+        if (gone) unlink_slot(s);  // its lease came back meanwhile
       }
       if (gone) delete s;
     }
@@ -485,7 +489,7 @@ class pool_core {
     ::new (static_cast<void*>(&idle_)) std::vector<slot<T>*>;  // the parent's slots leak on purpose
     if (limit_ != 0 && limit_ <= 4096) idle_.reserve(limit_);
     waiters_head_ = waiters_tail_ = nullptr;
-    in_use_head_ = nullptr;
+    slots_head_ = nullptr;
     total_ = in_use_ = waiting_ = 0;
     async_refs_ = 0;
     generation_.store(now, std::memory_order_release);
@@ -525,24 +529,25 @@ class pool_core {
     bool delete_self = false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      unlink_in_use(s);
       --in_use_;
       if (s->dead) {
         --total_;
-        if (s->closing)
-          s->released = true;
-        else
+        if (s->closing) {
+          s->released = true;  // force_close_all() deletes it when done closing
+        } else {
+          unlink_slot(s);
           delete_it = true;
+        }
         grant_capacity_locked();
       } else if (shut_ || (limit_ != 0 && total_ > limit_)) {
         --total_;
         ++closed_;
+        unlink_slot(s);
         close_it = true;
         grant_capacity_locked();
       } else if (waiters_head_ != nullptr) {
         waiter<T>* w = waiters_head_;
         unlink_waiter(w);
-        link_in_use(s);
         ++in_use_;
         w->granted = s;
         w->state = wait_state::granted_slot;
@@ -591,6 +596,7 @@ class pool_core {
       w->notify();
     }
     idle.swap(idle_);
+    for (slot<T>* d : idle) unlink_slot(d);
     total_ -= idle.size();
     closed_ += idle.size();
   }
@@ -610,14 +616,17 @@ class pool_core {
     w->prev = w->next = nullptr;
     --waiting_;
   }
-  void link_in_use(slot<T>* s) noexcept {
+  // Every live slot (idle, leased or being validated) is in one list, linked
+  // when created and unlinked when deleted, so that acquire and release
+  // never touch it: force_close_all() finds the leased ones there.
+  void link_slot(slot<T>* s) noexcept {
     s->prev = nullptr;
-    s->next = in_use_head_;
-    if (in_use_head_) in_use_head_->prev = s;
-    in_use_head_ = s;
+    s->next = slots_head_;
+    if (slots_head_) slots_head_->prev = s;
+    slots_head_ = s;
   }
-  void unlink_in_use(slot<T>* s) noexcept {
-    if (s->prev) s->prev->next = s->next; else in_use_head_ = s->next;
+  void unlink_slot(slot<T>* s) noexcept {
+    if (s->prev) s->prev->next = s->next; else slots_head_ = s->next;
     if (s->next) s->next->prev = s->prev;
     s->prev = s->next = nullptr;
   }
@@ -628,7 +637,7 @@ class pool_core {
   std::vector<slot<T>*> idle_;  // LIFO: back() is the warmest
   waiter<T>* waiters_head_ = nullptr;
   waiter<T>* waiters_tail_ = nullptr;
-  slot<T>* in_use_head_ = nullptr;
+  slot<T>* slots_head_ = nullptr;  // every live slot
   std::size_t total_ = 0;   // idle + leased + being created
   std::size_t in_use_ = 0;  // leased + being created
   std::size_t waiting_ = 0;
