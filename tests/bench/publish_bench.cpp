@@ -28,12 +28,13 @@ nlohmann::json message_200_bytes() {
 
 const char* queue_name = "respool_bench_publish";
 
-void publish_loop(benchmark::State& state, const char* env) {
-  const char* url = std::getenv(env);
-  if (url == nullptr) {
+void publish_loop(benchmark::State& state, const char* env, const char* query = "") {
+  const char* base = std::getenv(env);
+  if (base == nullptr) {
     state.SkipWithError((std::string(env) + " not set").c_str());
     return;
   }
+  const std::string url = std::string(base) + query;
   static const nlohmann::json body = message_200_bytes();
   respool::Connection connection(url);
   if (state.thread_index() == 0) {
@@ -57,9 +58,14 @@ void publish_loop(benchmark::State& state, const char* env) {
 
 void BM_publish_redis(benchmark::State& state) { publish_loop(state, "RESPOOL_REDIS_URL"); }
 void BM_publish_amqp(benchmark::State& state) { publish_loop(state, "RESPOOL_AMQP_URL"); }
+// Without publisher confirms (kombu's default: a publish returns once written).
+void BM_publish_amqp_noconfirm(benchmark::State& state) {
+  publish_loop(state, "RESPOOL_AMQP_URL", "?confirm_publish=0");
+}
 
 BENCHMARK(BM_publish_redis)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_publish_amqp)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_publish_amqp_noconfirm)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()->MinTime(2.0);
 
 }  // namespace
 

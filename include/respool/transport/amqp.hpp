@@ -21,6 +21,12 @@
 //                       the connection is closed and the operation throws
 //                       error(connection_lost).
 //   frame_max=N         largest frame to negotiate (default 131072)
+//   confirm_publish=0|1 publisher confirms (default 1): publish() waits for
+//                       the broker's ack, so a publish that returns is with
+//                       the broker (persistent messages: on its disk). 0 is
+//                       kombu's default: publish() returns once the frame is
+//                       written, faster, and a broker that dies right then
+//                       loses the message without an error.
 //   ssl_ca_certs=FILE, ssl_certfile=FILE, ssl_keyfile=FILE,
 //   ssl_cert_reqs=CERT_REQUIRED|CERT_OPTIONAL|CERT_NONE (amqps only; kombu's
 //                       names). Peer and hostname verification are on unless
@@ -110,6 +116,7 @@ struct amqp_options {
   bool tls = false;  // amqps://
   std::string ssl_ca_certs, ssl_certfile, ssl_keyfile;
   bool ssl_verify = true;  // peer and hostname verification
+  bool confirm_publish = true;  // wait for the broker's ack of every publish
 
   static amqp_options from(const ConnectionParams& params) {
     amqp_options o;
@@ -121,6 +128,15 @@ struct amqp_options {
     }
     if (auto v = params.option("heartbeat")) o.heartbeat = integer(*v, "heartbeat", 0, 65535);
     if (auto v = params.option("frame_max")) o.frame_max = integer(*v, "frame_max", 4096, 0x7fffffff);
+    if (auto v = params.option("confirm_publish")) {
+      if (*v == "1" || *v == "true" || *v == "True" || *v == "yes") {
+        o.confirm_publish = true;
+      } else if (*v == "0" || *v == "false" || *v == "False" || *v == "no") {
+        o.confirm_publish = false;
+      } else {
+        throw error(errc::invalid_url, "amqp: option confirm_publish must be 1/true/yes or 0/false/no");
+      }
+    }
     if (auto v = params.option("ssl_ca_certs")) o.ssl_ca_certs = *v;
     if (auto v = params.option("ssl_certfile")) o.ssl_certfile = *v;
     if (auto v = params.option("ssl_keyfile")) o.ssl_keyfile = *v;
@@ -458,7 +474,7 @@ class session : public std::enable_shared_from_this<session> {
                        prefix(what) + (encoding ? "cannot encode the message: " : "connection lost: ") +
                            amqp_error_string2(status));
     }
-    wait_for_confirm(++published_, what);
+    if (options_.confirm_publish) wait_for_confirm(++published_, what);
     release_buffers();
   }
 
@@ -656,9 +672,11 @@ class session : public std::enable_shared_from_this<session> {
     amqp_rpc_reply_t reply = amqp_get_rpc_reply(state_);
     if (reply.reply_type != AMQP_RESPONSE_NORMAL) fatal(reply, "channel.open");
     channel_open_ = true;
-    amqp_confirm_select(state_, channel_id);
-    reply = amqp_get_rpc_reply(state_);
-    if (reply.reply_type != AMQP_RESPONSE_NORMAL) fatal(reply, "confirm.select");
+    if (options_.confirm_publish) {
+      amqp_confirm_select(state_, channel_id);
+      reply = amqp_get_rpc_reply(state_);
+      if (reply.reply_type != AMQP_RESPONSE_NORMAL) fatal(reply, "confirm.select");
+    }
     ++generation_;
     published_ = 0;
     release_buffers();
