@@ -63,6 +63,14 @@ inline void ensure_atfork_registered() noexcept {
 // The current fork generation (0 in a process that never forked).
 inline std::uint32_t fork_generation() noexcept { return fork_generation_counter.load(std::memory_order_acquire); }
 
+// Names "this process" for objects that must notice they were inherited by a
+// forked child: never 0, and different in the child. An atomic load, where
+// getpid() is a system call.
+inline std::uint64_t process_token() noexcept {
+  ensure_atfork_registered();
+  return std::uint64_t{fork_generation()} + 1;
+}
+
 // Registers `group`. If `default_limit_out` is given, the current default
 // limit is stored there under the same lock (before the group is visible to
 // set_default_limit).

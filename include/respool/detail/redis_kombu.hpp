@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "respool/detail/globals.hpp"
 #include "respool/errors.hpp"
 #include "respool/message.hpp"
 
@@ -287,14 +288,16 @@ std::string py_dumps(const BasicJson& value) {
 inline std::string uuid4() {
   struct generator {
     std::mt19937_64 engine;
-    pid_t pid = 0;
+    std::uint64_t generation = 0;  // 1 + the fork generation it was seeded in (0: never)
   };
   thread_local generator gen;
-  if (gen.pid != ::getpid()) {
+  respool::detail::ensure_atfork_registered();
+  const std::uint64_t now = std::uint64_t{respool::detail::fork_generation()} + 1;  // no getpid() syscall per tag
+  if (gen.generation != now) {
     std::random_device device;
     std::seed_seq seed{device(), device(), device(), device(), device(), device(), device(), device()};
     gen.engine.seed(seed);
-    gen.pid = ::getpid();
+    gen.generation = now;
   }
   std::array<std::uint8_t, 16> bytes{};
   for (std::size_t i = 0; i < bytes.size(); i += 8) {

@@ -80,6 +80,7 @@
 #include "respool/connection_params.hpp"
 #include "respool/detail/amqp_c.hpp"
 #include "respool/detail/amqp_table.hpp"
+#include "respool/detail/globals.hpp"
 #include "respool/entity.hpp"
 #include "respool/errors.hpp"
 #include "respool/message.hpp"
@@ -208,7 +209,7 @@ class session : public std::enable_shared_from_this<session> {
   session(const session&) = delete;
   session& operator=(const session&) = delete;
   ~session() {
-    if (state_ && ::getpid() != owner_) abandon_unlocked();
+    if (state_ && respool::detail::process_token() != owner_) abandon_unlocked();
     drop();
   }
 
@@ -216,7 +217,7 @@ class session : public std::enable_shared_from_this<session> {
 
   bool is_open() const noexcept { return open_.load(std::memory_order_acquire); }
   // False in a forked child for a connection made by the parent.
-  bool owned_by_this_process() const noexcept { return owner_ == 0 || owner_ == ::getpid(); }
+  bool owned_by_this_process() const noexcept { return owner_ == 0 || owner_ == respool::detail::process_token(); }
   const std::string& uri() const noexcept { return uri_; }
   int heartbeat() const noexcept { return state_ ? amqp_get_heartbeat(state_) : 0; }
 
@@ -226,7 +227,7 @@ class session : public std::enable_shared_from_this<session> {
     state_ = amqp_new_connection();
     if (!state_)
       throw amqp_error(errc::connection_failed, "amqp: cannot connect to " + uri_ + ": out of memory");
-    owner_ = ::getpid();
+    owner_ = respool::detail::process_token();
     try {
       amqp_socket_t* socket = options_.tls ? tls_socket() : amqp_tcp_socket_new(state_);
       if (!socket) fail_connect("cannot create a socket");
@@ -281,7 +282,7 @@ class session : public std::enable_shared_from_this<session> {
   // child it abandons instead.
   void close() noexcept {
     if (!state_) return;
-    if (::getpid() != owner_) {
+    if (respool::detail::process_token() != owner_) {
       abandon_unlocked();
       return;
     }
@@ -304,7 +305,7 @@ class session : public std::enable_shared_from_this<session> {
   // at the fork): if it is held, the rabbitmq-c state is leaked instead of
   // freed.
   void abandon() noexcept {
-    if (::getpid() != owner_) {
+    if (respool::detail::process_token() != owner_) {
       std::unique_lock<std::mutex> lock(mutex, std::try_to_lock);
       if (!lock.owns_lock()) {
         neutralise_socket();
@@ -322,7 +323,7 @@ class session : public std::enable_shared_from_this<session> {
   // A cheap liveness check: reads whatever the broker sent without waiting
   // (heartbeats, connection.close, an EOF...), sends a heartbeat if one is due.
   bool alive() noexcept {
-    if (!state_ || ::getpid() != owner_) return false;
+    if (!state_ || respool::detail::process_token() != owner_) return false;
     try {
       for (int i = 0; i < 256 && state_; ++i) {
         amqp_frame_t frame;
@@ -352,7 +353,7 @@ class session : public std::enable_shared_from_this<session> {
       throw amqp_error(
           errc::connection_lost,
           "amqp: " + uri_ + ": not connected (connect() first; the connection may have been lost)");
-    if (::getpid() != owner_)
+    if (respool::detail::process_token() != owner_)
       throw amqp_error(errc::connection_lost,
                        "amqp: " + uri_ + ": connection inherited from the parent process");
   }
@@ -528,7 +529,7 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void ack(std::uint64_t generation, std::uint64_t tag) {
-    if (!state_ || ::getpid() != owner_ || generation != generation_)
+    if (!state_ || respool::detail::process_token() != owner_ || generation != generation_)
       throw amqp_error(errc::connection_lost,
                        "amqp: " + uri_ + ": cannot ack message " + std::to_string(tag) +
                            ": the channel it came from is closed (the broker will redeliver it)");
@@ -836,7 +837,7 @@ class session : public std::enable_shared_from_this<session> {
   // Free the rabbitmq-c state without a protocol close (the connection is
   // broken or already closed). amqp_destroy_connection only closes the socket.
   void drop() noexcept {
-    if (state_ && ::getpid() != owner_) neutralise_socket();
+    if (state_ && respool::detail::process_token() != owner_) neutralise_socket();
     if (state_) amqp_destroy_connection(state_);
     state_ = nullptr;
     channel_open_ = false;
@@ -847,7 +848,7 @@ class session : public std::enable_shared_from_this<session> {
   std::string uri_;
   amqp_options options_;
   amqp_connection_state_t state_ = nullptr;
-  pid_t owner_ = 0;
+  std::uint64_t owner_ = 0;  // respool::detail::process_token() of the connecting process
   std::atomic<bool> open_{false};
   bool channel_open_ = false;
   bool blocked_ = false;

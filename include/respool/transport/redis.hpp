@@ -57,6 +57,7 @@
 #include <vector>
 
 #include "respool/connection_params.hpp"
+#include "respool/detail/globals.hpp"
 #include "respool/detail/redis_client.hpp"
 #include "respool/detail/redis_kombu.hpp"
 #include "respool/entity.hpp"
@@ -147,12 +148,15 @@ struct session {
   std::vector<std::string> delivered;                      // kombu QoS._delivered: tags got with no_ack=false
   std::map<std::string, Exchange, std::less<>> exchanges;  // kombu BrokerState.exchanges
   std::atomic<bool> abandoned{false};
-  std::atomic<pid_t> owner{0};  // the process that connected
+  // 1 + the fork generation (respool/detail/globals.hpp) that connected; 0
+  // before. A generation is an atomic load where getpid() is a system call,
+  // and this is asked several times per operation.
+  std::atomic<std::uint64_t> owner{0};
 
   // True in a forked child for a session its parent opened.
   bool inherited() const noexcept {
-    pid_t pid = owner.load(std::memory_order_acquire);
-    return pid != 0 && pid != ::getpid();
+    const std::uint64_t g = owner.load(std::memory_order_acquire);
+    return g != 0 && g != std::uint64_t{respool::detail::fork_generation()} + 1;
   }
 };
 
@@ -264,7 +268,8 @@ class redis_connection final : public connection_impl {
     try {
       handshake(c);
       c.set_io_timeout(options_.socket_timeout);
-      s->owner.store(::getpid(), std::memory_order_release);
+      respool::detail::ensure_atfork_registered();
+      s->owner.store(std::uint64_t{respool::detail::fork_generation()} + 1, std::memory_order_release);
     } catch (const error& e) {
       c.close();
       if (e.code() == errc::connection_failed) throw;
