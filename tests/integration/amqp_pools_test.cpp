@@ -21,35 +21,15 @@
 #include <respool/respool.hpp>
 #include <respool/transport/amqp.hpp>
 
+#include "pools_support.hpp"
+
 using namespace respool;
 using namespace std::chrono_literals;
+using respool_test::connected_idle;
+using respool_test::env;
+using respool_test::free_port;
 
 namespace {
-
-const char* env(const char* name) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : nullptr;
-}
-
-#define REQUIRE_AMQP_URL()                                      \
-  const char* url_c = env("RESPOOL_AMQP_URL");                  \
-  if (url_c == nullptr) {                                       \
-    WARN("skipped: RESPOOL_AMQP_URL not set (run tests/run)");  \
-    return;                                                     \
-  }                                                             \
-  const std::string url = url_c
-
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 // Connections the broker lists (rabbitmqctl), or -1 without RESPOOL_AMQP_CTL.
 long server_connections() {
@@ -71,14 +51,6 @@ long server_connections_eventually(long expected) {
   long now = server_connections();
   while (now != expected && std::chrono::steady_clock::now() < deadline) now = server_connections();
   return now;
-}
-
-std::size_t connected_idle(ConnectionPool& pool) {
-  std::vector<Lease<Connection>> all;
-  std::size_t idle = pool.stats().idle, connected = 0;
-  for (std::size_t i = 0; i < idle; ++i) all.push_back(pool.acquire(0s));
-  for (auto& c : all) connected += c->connected();
-  return connected;
 }
 
 void delete_queue(Connection& c, const std::string& queue) {
@@ -107,7 +79,7 @@ TEST_CASE("AMQP broker down at acquire: ensure_connection retries, then a clear 
 
 TEST_CASE("AMQP broker restarted mid-stream: confirmed publishes survive, failures are loud, nothing leaks",
           "[amqp][integration][failure]") {
-  REQUIRE_AMQP_URL();
+  RESPOOL_URL_OR_SKIP("RESPOOL_AMQP_URL");
   const char* restart = env("RESPOOL_AMQP_RESTART");
   if (!restart) {
     WARN("skipped: RESPOOL_AMQP_RESTART not set (run tests/run)");
@@ -185,7 +157,7 @@ TEST_CASE("AMQP broker restarted mid-stream: confirmed publishes survive, failur
 
 TEST_CASE("fork with a live AMQP connection: the child publishes on its own, the parent's survives",
           "[amqp][integration][fork]") {
-  REQUIRE_AMQP_URL();
+  RESPOOL_URL_OR_SKIP("RESPOOL_AMQP_URL");
   pools::reset();
   const std::string queue_name = "respool-pools-fork-" + std::to_string(::getpid());
   Queue queue;

@@ -22,23 +22,15 @@
 #include <respool/respool.hpp>
 #include <respool/transport/redis.hpp>
 
+#include "pools_support.hpp"
+
 using namespace respool;
 using namespace std::chrono_literals;
+using respool_test::connected_idle;
+using respool_test::env;
+using respool_test::free_port;
 
 namespace {
-
-const char* env(const char* name) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : nullptr;
-}
-
-#define REQUIRE_REDIS_URL()                                                 \
-  const char* url_c = env("RESPOOL_REDIS_URL");                              \
-  if (url_c == nullptr) {                                                    \
-    WARN("skipped: RESPOOL_REDIS_URL not set (run tests/run)");              \
-    return;                                                                  \
-  }                                                                          \
-  const std::string url = url_c
 
 // A plain hiredis client for looking at the server from outside respool.
 struct raw_client {
@@ -80,18 +72,6 @@ long long clients_eventually(raw_client& raw, long long expected) {
   return now;
 }
 
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // The client id the server gives `connection` (proves which socket it is).
 long long client_id(Connection& connection) {
   auto& impl = dynamic_cast<transport::redis_connection&>(connection.transport_impl());
@@ -100,15 +80,6 @@ long long client_id(Connection& connection) {
   long long id = r->integer;
   freeReplyObject(r);
   return id;
-}
-
-// Acquire every idle connection of `pool` and count the connected ones.
-std::size_t connected_idle(ConnectionPool& pool) {
-  std::vector<Lease<Connection>> all;
-  std::size_t idle = pool.stats().idle, connected = 0;
-  for (std::size_t i = 0; i < idle; ++i) all.push_back(pool.acquire(0s));
-  for (auto& c : all) connected += c->connected();
-  return connected;
 }
 
 std::string unique_queue(const char* what) { return std::string("respool-pools-") + what + "-" + std::to_string(::getpid()); }
@@ -148,7 +119,7 @@ TEST_CASE("broker down at acquire: ensure_connection retries, then a clear error
 
 TEST_CASE("connections killed mid-stream: publishes succeed or throw, none lost, none leaked",
           "[redis][integration][failure]") {
-  REQUIRE_REDIS_URL();
+  RESPOOL_URL_OR_SKIP("RESPOOL_REDIS_URL");
   pools::reset();
   raw_client raw(url);
   const std::string queue = unique_queue("killed");
@@ -221,7 +192,7 @@ TEST_CASE("connections killed mid-stream: publishes succeed or throw, none lost,
 
 TEST_CASE("server restart: publishes fail loudly while it is down, the pool reconnects, nothing leaks",
           "[redis][integration][failure]") {
-  REQUIRE_REDIS_URL();
+  RESPOOL_URL_OR_SKIP("RESPOOL_REDIS_URL");
   const char* stop = env("RESPOOL_REDIS_STOP");
   const char* start = env("RESPOOL_REDIS_START");
   if (!stop || !start) {
@@ -269,7 +240,7 @@ TEST_CASE("server restart: publishes fail loudly while it is down, the pool reco
 
 TEST_CASE("fork with live Redis connections: the child uses its own, the parent's survives",
           "[redis][integration][fork]") {
-  REQUIRE_REDIS_URL();
+  RESPOOL_URL_OR_SKIP("RESPOOL_REDIS_URL");
   pools::reset();
   const std::string queue = unique_queue("fork");
   raw_client raw(url);
