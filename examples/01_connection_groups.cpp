@@ -1,7 +1,6 @@
 // Default pools: the connection is the key. Connections with equal
 // normalised parameters share one pool, however the URL was spelled.
 #include <cstdio>
-
 #include <respool/respool.hpp>
 
 int main() {
@@ -26,7 +25,8 @@ int main() {
   // Redis URLs normalise too: the db defaults to 0 and the port to 6379.
   auto a = ConnectionParams::parse("redis://localhost:6379");
   auto b = ConnectionParams::parse("redis://localhost/0");
-  std::printf("redis://localhost:6379 == redis://localhost/0: %s (%s)\n", a == b ? "yes" : "no", a.as_uri().c_str());
+  std::printf("redis://localhost:6379 == redis://localhost/0: %s (%s)\n", a == b ? "yes" : "no",
+              a.as_uri().c_str());
   std::printf("amqp default: %s\n", ConnectionParams::parse("amqp://").as_uri().c_str());
   return same && a == b ? 0 : 1;
 }

@@ -1,7 +1,6 @@
 // Acquire and release explicitly, with a timeout, and without waiting.
 #include <chrono>
 #include <cstdio>
-
 #include <respool/respool.hpp>
 
 int main() {

@@ -1,6 +1,5 @@
 // Two brokers at once: one pool each, acquired together.
 #include <cstdio>
-
 #include <respool/respool.hpp>
 
 int main() {

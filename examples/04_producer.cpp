@@ -2,7 +2,6 @@
 // global producer pool, then read it back like a kombu consumer would.
 #include <chrono>
 #include <cstdio>
-
 #include <respool/respool.hpp>
 
 int main() {
@@ -38,7 +37,8 @@ int main() {
   Queue domestic{"news_domestic", news_exchange, "domestic"};
   auto conn = pools::connections[connection].acquire();
   std::printf("maybe_declare(queue): %s\n", maybe_declare(domestic, *conn) ? "declared now" : "already");
-  std::printf("maybe_declare(queue) again: %s\n", maybe_declare(domestic, *conn) ? "declared now" : "already");
+  std::printf("maybe_declare(queue) again: %s\n",
+              maybe_declare(domestic, *conn) ? "declared now" : "already");
   {
     auto producer = pools::producers[connection].acquire(1s);
     PublishOptions options;

@@ -1,7 +1,6 @@
 // Setting pool limits: the global limit (200 until set) applies to every
 // pool of the global groups, also pools that already exist.
 #include <cstdio>
-
 #include <respool/respool.hpp>
 
 int main() {

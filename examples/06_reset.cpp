@@ -1,6 +1,5 @@
 // Resetting all pools: force-close every connection and forget the pools.
 #include <cstdio>
-
 #include <respool/respool.hpp>
 
 int main() {

@@ -1,6 +1,5 @@
 // Custom pool groups with their own limit.
 #include <cstdio>
-
 #include <respool/respool.hpp>
 
 int main() {
@@ -12,8 +11,8 @@ int main() {
   // [custom]
 
   auto& pool = connections["memory://"];
-  std::printf("custom group limit %zu, pool limit %zu, distinct from the global pool: %s\n", connections.limit(),
-              pool.limit(), &pool != &pools::connections["memory://"] ? "yes" : "no");
+  std::printf("custom group limit %zu, pool limit %zu, distinct from the global pool: %s\n",
+              connections.limit(), pool.limit(), &pool != &pools::connections["memory://"] ? "yes" : "no");
   {
     auto producer = producers["memory://"].acquire();
     PublishOptions options;

@@ -1,6 +1,5 @@
 // A custom group that follows the global limit.
 #include <cstdio>
-
 #include <respool/respool.hpp>
 
 int main() {

@@ -1,8 +1,7 @@
 // Asynchronous acquire on Boost.Asio: a coroutine (C++20) or a callback.
+#include <boost/asio.hpp>
 #include <chrono>
 #include <cstdio>
-
-#include <boost/asio.hpp>
 #include <respool/async.hpp>
 #include <respool/respool.hpp>
 
@@ -34,9 +33,10 @@ int main() {
 
   // [callback]
   auto held = connections.acquire();  // the pool is now full
-  connections.async_acquire(50ms, asio::bind_executor(io, [](boost::system::error_code ec, respool::Lease<respool::Connection> c) {
-    std::printf("callback: %s (lease %s)\n", ec.message().c_str(), c ? "held" : "empty");
-  }));
+  connections.async_acquire(
+      50ms, asio::bind_executor(io, [](boost::system::error_code ec, respool::Lease<respool::Connection> c) {
+        std::printf("callback: %s (lease %s)\n", ec.message().c_str(), c ? "held" : "empty");
+      }));
   io.run();  // the timeout expires: acquire_timeout
   // [callback]
   held.release();
@@ -46,12 +46,13 @@ int main() {
   io.restart();
   io.run();
 #else
-  producers.async_acquire(asio::bind_executor(io, [](boost::system::error_code ec, respool::Lease<respool::Producer> p) {
-    respool::PublishOptions options;
-    options.routing_key = "inbox";
-    if (!ec) p->publish({{"title", "async hello"}}, options);
-    std::printf("callback: published with a pooled producer\n");
-  }));
+  producers.async_acquire(
+      asio::bind_executor(io, [](boost::system::error_code ec, respool::Lease<respool::Producer> p) {
+        respool::PublishOptions options;
+        options.routing_key = "inbox";
+        if (!ec) p->publish({{"title", "async hello"}}, options);
+        std::printf("callback: published with a pooled producer\n");
+      }));
   io.restart();
   io.run();
 #endif

@@ -30,15 +30,6 @@
 // its queued operations complete on.
 #pragma once
 
-#include <chrono>
-#include <exception>
-#include <memory>
-#include <mutex>
-#include <optional>
-#include <system_error>
-#include <type_traits>
-#include <utility>
-
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
@@ -49,6 +40,14 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/system_executor.hpp>
 #include <boost/system/error_code.hpp>
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <system_error>
+#include <type_traits>
+#include <utility>
 
 #include "respool/detail/pool_core.hpp"
 #include "respool/errors.hpp"
@@ -94,8 +93,12 @@ class async_acquire_op final : public waiter<T>,
           this->state = wait_state::granted_slot;
           this->granted = s;
           break;
-        case acquire_result::create: this->state = wait_state::granted_create; break;
-        case acquire_result::closed: this->state = wait_state::closed; break;
+        case acquire_result::create:
+          this->state = wait_state::granted_create;
+          break;
+        case acquire_result::closed:
+          this->state = wait_state::closed;
+          break;
         case acquire_result::no_capacity:
           core_->count_timeout_locked();
           this->state = wait_state::timed_out;
@@ -153,10 +156,17 @@ class async_acquire_op final : public waiter<T>,
           ec = errc::resource_creation_failed;
         }
         break;
-      case wait_state::closed: ec = errc::pool_closed; break;
-      case wait_state::timed_out: ec = no_wait_ ? errc::limit_exceeded : errc::acquire_timeout; break;
-      case wait_state::cancelled: ec = boost::asio::error::operation_aborted; break;
-      case wait_state::waiting: break;  // unreachable
+      case wait_state::closed:
+        ec = errc::pool_closed;
+        break;
+      case wait_state::timed_out:
+        ec = no_wait_ ? errc::limit_exceeded : errc::acquire_timeout;
+        break;
+      case wait_state::cancelled:
+        ec = boost::asio::error::operation_aborted;
+        break;
+      case wait_state::waiting:
+        break;  // unreachable
     }
     done_ = true;
     auto handler = std::move(handler_);
@@ -182,7 +192,8 @@ struct async_acquire_initiation {
 
   template <class Handler>
   void operator()(Handler&& handler, async_clock::duration timeout) const {
-    auto op = std::make_shared<async_acquire_op<T, std::decay_t<Handler>>>(core, std::forward<Handler>(handler));
+    auto op =
+        std::make_shared<async_acquire_op<T, std::decay_t<Handler>>>(core, std::forward<Handler>(handler));
     op->start(timeout);
   }
 };

@@ -87,7 +87,8 @@ class Connection {
  public:
   // Throws invalid_url, or unknown_transport if no registered transport serves the scheme.
   explicit Connection(std::string_view url) : Connection(ConnectionParams::parse(url)) {}
-  explicit Connection(ConnectionParams params) : state_(std::make_unique<detail::connection_state>(std::move(params))) {
+  explicit Connection(ConnectionParams params)
+      : state_(std::make_unique<detail::connection_state>(std::move(params))) {
     state_->owner = this;
   }
 
@@ -132,7 +133,8 @@ class Connection {
   // kombu's backoff: wait interval_start, then grow by interval_step up to
   // interval_max between attempts. Throws error(connection_failed) naming the
   // sanitised URI and the number of attempts.
-  void ensure_connection(int max_retries = 3, std::chrono::milliseconds interval_start = std::chrono::seconds(2),
+  void ensure_connection(int max_retries = 3,
+                         std::chrono::milliseconds interval_start = std::chrono::seconds(2),
                          std::chrono::milliseconds interval_step = std::chrono::seconds(2),
                          std::chrono::milliseconds interval_max = std::chrono::seconds(30)) {
     auto interval = interval_start;
@@ -190,8 +192,11 @@ inline void Channel::declare(const Queue& queue) {
   channel.declare_queue(queue);
   if (!queue.exchange.name.empty()) channel.bind_queue(queue);
 }
-inline std::optional<Message> Channel::get(std::string_view queue, bool no_ack) { return impl().get(queue, no_ack); }
-inline void Channel::publish(const Envelope& message, std::string_view exchange, std::string_view routing_key) {
+inline std::optional<Message> Channel::get(std::string_view queue, bool no_ack) {
+  return impl().get(queue, no_ack);
+}
+inline void Channel::publish(const Envelope& message, std::string_view exchange,
+                             std::string_view routing_key) {
   impl().publish(message, exchange, routing_key);
 }
 inline std::size_t Channel::queue_size(std::string_view queue) { return impl().queue_size(queue); }

@@ -69,8 +69,8 @@ namespace respool {
 namespace detail::url {
 
 inline bool is_unreserved(unsigned char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+         c == '_' || c == '~';
 }
 
 inline int hex_value(char c) noexcept {
@@ -112,7 +112,8 @@ inline std::string percent_decode(std::string_view text, std::size_t offset, con
       int lo = i + 2 < text.size() ? hex_value(text[i + 2]) : -1;
       if (hi < 0 || lo < 0)
         throw invalid_url(std::string("bad percent-escape in ") + field + " (expected %XX)", offset + i);
-      if (hi == 0 && lo == 0) throw invalid_url(std::string(field) + " contains an encoded NUL byte", offset + i);
+      if (hi == 0 && lo == 0)
+        throw invalid_url(std::string(field) + " contains an encoded NUL byte", offset + i);
       out += static_cast<char>(hi * 16 + lo);
       i += 2;
     } else if (c == '+' && plus_is_space) {
@@ -301,9 +302,10 @@ class ConnectionParams {
   // that is not a scheme name at all (a URL passed by mistake: never echoed).
   static std::string resolve_transport(std::string scheme) {
     if (scheme.empty() || bad_scheme_char(scheme) != std::string_view::npos)
-      throw invalid_url("transport is not a scheme name such as \"amqp\" (parse URLs with ConnectionParams::parse)", 0);
+      throw invalid_url(
+          "transport is not a scheme name such as \"amqp\" (parse URLs with ConnectionParams::parse)", 0);
     static constexpr transport_info known[] = {
-        {"amqp", "amqp"},   {"pyamqp", "amqp"}, {"librabbitmq", "amqp"}, {"amqps", "amqps"},
+        {"amqp", "amqp"},   {"pyamqp", "amqp"},   {"librabbitmq", "amqp"}, {"amqps", "amqps"},
         {"redis", "redis"}, {"rediss", "rediss"}, {"memory", "memory"},
     };
     detail::url::ascii_lower(scheme);
@@ -320,7 +322,8 @@ class ConnectionParams {
   void normalise(std::size_t vhost_position) {
     detail::url::ascii_lower(hostname_);
     if (hostname_.empty()) hostname_ = "localhost";
-    if (port_ == 0) port_ = transport_ == "amqp" ? 5672 : transport_ == "amqps" ? 5671 : is_redis() ? 6379 : 0;
+    if (port_ == 0)
+      port_ = transport_ == "amqp" ? 5672 : transport_ == "amqps" ? 5671 : is_redis() ? 6379 : 0;
     if (is_amqp()) {
       if (userid_.empty()) userid_ = "guest";
       if (password_.empty()) password_ = "guest";
@@ -375,8 +378,7 @@ class ConnectionParams {
     using detail::url::percent_decode;
     while (!url.empty() && detail::url::is_space(url.front())) url.remove_prefix(1), ++offset;
     while (!url.empty() && detail::url::is_space(url.back())) url.remove_suffix(1);
-    if (url.empty())
-      throw invalid_url(single ? "empty URL" : "empty URL in the failover list", offset);
+    if (url.empty()) throw invalid_url(single ? "empty URL" : "empty URL in the failover list", offset);
     for (std::size_t i = 0; i < url.size(); ++i) {
       auto c = static_cast<unsigned char>(url[i]);
       if (c == 0) throw invalid_url("NUL byte in URL", offset + i);
@@ -431,7 +433,8 @@ class ConnectionParams {
       if (bracket != std::string_view::npos)
         throw invalid_url("'[' or ']' in host (IPv6 addresses look like [::1])", offset + pos + bracket);
       params.hostname_ = percent_decode(host, offset + pos, "host");
-      if (split != std::string_view::npos) port_text = authority.substr(split + 1), port_pos = pos + split + 1;
+      if (split != std::string_view::npos)
+        port_text = authority.substr(split + 1), port_pos = pos + split + 1;
     }
     std::uint32_t port = 0;
     for (char c : port_text) {  // empty: the default port, as in kombu
@@ -447,7 +450,8 @@ class ConnectionParams {
     std::size_t path_end = query_start == std::string_view::npos ? url.size() : query_start;
     std::size_t vhost_pos = offset + pos;
     if (pos < path_end) {  // url[pos] == '/': drop exactly one leading '/'
-      params.virtual_host_ = percent_decode(url.substr(pos + 1, path_end - pos - 1), offset + pos + 1, "virtual host");
+      params.virtual_host_ =
+          percent_decode(url.substr(pos + 1, path_end - pos - 1), offset + pos + 1, "virtual host");
       vhost_pos = offset + pos + 1;
     }
     if (query_start != std::string_view::npos) {
@@ -459,7 +463,8 @@ class ConnectionParams {
         std::size_t eq = pair.find('=');
         if (eq != std::string_view::npos) {
           std::string name = percent_decode(pair.substr(0, eq), offset + item, "option name", true);
-          std::string value = percent_decode(pair.substr(eq + 1), offset + item + eq + 1, "option value", true);
+          std::string value =
+              percent_decode(pair.substr(eq + 1), offset + item + eq + 1, "option value", true);
           if (!name.empty() && !value.empty()) params.options_[std::move(name)] = std::move(value);
         } else {
           percent_decode(pair, offset + item, "option name", true);  // validate; blank, dropped

@@ -14,7 +14,8 @@ struct Exchange {
   bool auto_delete = false;
 
   friend bool operator==(const Exchange& a, const Exchange& b) {
-    return std::tie(a.name, a.type, a.durable, a.auto_delete) == std::tie(b.name, b.type, b.durable, b.auto_delete);
+    return std::tie(a.name, a.type, a.durable, a.auto_delete) ==
+           std::tie(b.name, b.type, b.durable, b.auto_delete);
   }
   friend bool operator!=(const Exchange& a, const Exchange& b) { return !(a == b); }
 };

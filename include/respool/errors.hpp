@@ -35,18 +35,30 @@ class error_category_impl final : public std::error_category {
   const char* name() const noexcept override { return "respool"; }
   std::string message(int value) const override {
     switch (static_cast<errc>(value)) {
-      case errc::limit_exceeded: return "pool limit exceeded";
-      case errc::acquire_timeout: return "timed out waiting for a pooled resource";
-      case errc::connection_limit_exceeded: return "connection pool limit exceeded";
-      case errc::pool_closed: return "pool closed";
-      case errc::pool_in_use: return "cannot shrink a pool below the number of resources in use";
-      case errc::invalid_url: return "invalid URL";
-      case errc::unknown_transport: return "unknown transport";
-      case errc::connection_failed: return "connection failed";
-      case errc::connection_lost: return "connection lost";
-      case errc::channel_error: return "channel error";
-      case errc::resource_creation_failed: return "resource creation failed";
-      case errc::encoding_error: return "message encoding error";
+      case errc::limit_exceeded:
+        return "pool limit exceeded";
+      case errc::acquire_timeout:
+        return "timed out waiting for a pooled resource";
+      case errc::connection_limit_exceeded:
+        return "connection pool limit exceeded";
+      case errc::pool_closed:
+        return "pool closed";
+      case errc::pool_in_use:
+        return "cannot shrink a pool below the number of resources in use";
+      case errc::invalid_url:
+        return "invalid URL";
+      case errc::unknown_transport:
+        return "unknown transport";
+      case errc::connection_failed:
+        return "connection failed";
+      case errc::connection_lost:
+        return "connection lost";
+      case errc::channel_error:
+        return "channel error";
+      case errc::resource_creation_failed:
+        return "resource creation failed";
+      case errc::encoding_error:
+        return "message encoding error";
     }
     return "unknown respool error";
   }
@@ -68,9 +80,7 @@ inline const std::error_category& error_category() noexcept {
   return instance;
 }
 
-inline std::error_code make_error_code(errc e) noexcept {
-  return {static_cast<int>(e), error_category()};
-}
+inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
 inline std::error_condition make_error_condition(errc e) noexcept {
   return {static_cast<int>(e), error_category()};
 }
@@ -147,7 +157,8 @@ class connection_limit_exceeded : public virtual limit_exceeded {
         limit_exceeded(limit, waited, 0) {}
 
  protected:
-  connection_limit_exceeded() : error(errc::connection_limit_exceeded, std::string()), limit_exceeded(0, {}, 0) {}
+  connection_limit_exceeded()
+      : error(errc::connection_limit_exceeded, std::string()), limit_exceeded(0, {}, 0) {}
 };
 
 // A connection pool's wait with a timeout expired: catchable as

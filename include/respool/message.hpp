@@ -2,10 +2,9 @@
 #pragma once
 
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "respool/detail/codec.hpp"
 #include "respool/errors.hpp"
@@ -15,13 +14,13 @@ namespace respool {
 // What a transport hands to the broker and gets back from it: the body as on
 // the wire plus kombu's message properties.
 struct Envelope {
-  std::string body;              // serialised and, if so, compressed
-  std::string content_type;      // "application/json", "application/data", ...
-  std::string content_encoding;  // "utf-8", "binary"
+  std::string body;                                   // serialised and, if so, compressed
+  std::string content_type;                           // "application/json", "application/data", ...
+  std::string content_encoding;                       // "utf-8", "binary"
   nlohmann::json headers = nlohmann::json::object();  // application headers ("compression", user headers)
   int delivery_mode = 2;
   int priority = 0;
-  std::string exchange;          // delivery_info, set by the transport on receipt
+  std::string exchange;  // delivery_info, set by the transport on receipt
   std::string routing_key;
   std::string delivery_tag;
 };
@@ -30,7 +29,8 @@ struct Envelope {
 class Message {
  public:
   Message() = default;
-  Message(Envelope envelope, std::function<void()> ack) : envelope_(std::move(envelope)), ack_(std::move(ack)) {}
+  Message(Envelope envelope, std::function<void()> ack)
+      : envelope_(std::move(envelope)), ack_(std::move(ack)) {}
 
   // The body as on the wire (compressed if so).
   const std::string& body() const noexcept { return envelope_.body; }

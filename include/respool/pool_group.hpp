@@ -51,7 +51,8 @@ class PoolGroup : private detail::group_base {
 
   ~PoolGroup() override {
     detail::unregister_group(this);
-    if (generation_.load(std::memory_order_relaxed) != detail::fork_generation()) forget();  // inherited: leak, don't close
+    if (generation_.load(std::memory_order_relaxed) != detail::fork_generation())
+      forget();  // inherited: leak, don't close
   }
 
   // The pool for `key`, created on first use. Throws what the factory throws
@@ -66,7 +67,8 @@ class PoolGroup : private detail::group_base {
     if (Pool* pool = find(t, key, hash)) return *pool;  // another thread made it meanwhile
     // Under the lock, so the factory runs once per key. Pool construction is
     // cheap (resources are created lazily).
-    auto made = std::make_unique<node>(node{hash, key, factory_(key, limit_.load(std::memory_order_relaxed))});
+    auto made =
+        std::make_unique<node>(node{hash, key, factory_(key, limit_.load(std::memory_order_relaxed))});
     if ((t->count + 1) * 2 > t->mask + 1) t = grow(t);
     node* n = made.get();
     nodes_.push_back(std::move(made));
@@ -116,11 +118,15 @@ class PoolGroup : private detail::group_base {
   }
 
   // True if the group follows the global default limit.
-  bool follows_default_limit() const noexcept override { return follows_default_.load(std::memory_order_relaxed); }
+  bool follows_default_limit() const noexcept override {
+    return follows_default_.load(std::memory_order_relaxed);
+  }
 
  private:
   struct hasher {
-    std::size_t operator()(const Key& k) const noexcept(noexcept(std::hash<Key>{}(k))) { return std::hash<Key>{}(k); }
+    std::size_t operator()(const Key& k) const noexcept(noexcept(std::hash<Key>{}(k))) {
+      return std::hash<Key>{}(k);
+    }
   };
   // Immutable once published: readers compare hash and key without a lock.
   struct node {
@@ -139,7 +145,10 @@ class PoolGroup : private detail::group_base {
   static constexpr std::size_t initial_capacity = 16;
 
   PoolGroup(std::size_t limit, bool follows, factory_type factory)
-      : limit_(limit), follows_default_(follows), factory_(std::move(factory)), generation_(detail::fork_generation()) {
+      : limit_(limit),
+        follows_default_(follows),
+        factory_(std::move(factory)),
+        generation_(detail::fork_generation()) {
     table_.store(new_table(initial_capacity), std::memory_order_relaxed);
     // A group that follows the default reads it under the registry lock, as
     // it registers: a set_default_limit() racing with this constructor

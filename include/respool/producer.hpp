@@ -4,12 +4,11 @@
 
 #include <cstddef>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "respool/connection.hpp"
 #include "respool/connection_pool.hpp"
@@ -23,7 +22,7 @@ namespace respool {
 
 // How to publish one message (kombu Producer.publish keyword arguments).
 struct PublishOptions {
-  std::string exchange;                               // "" = default exchange (queue named by routing_key)
+  std::string exchange;  // "" = default exchange (queue named by routing_key)
   std::string routing_key;
   std::string serializer = "json";                    // "json" or "raw"
   std::string compression;                            // "" or "zlib"
@@ -32,7 +31,7 @@ struct PublishOptions {
   std::string content_encoding;                       // likewise
   int delivery_mode = 2;                              // 2 = persistent, 1 = transient
   int priority = 0;
-  std::vector<Exchange> declare;                      // maybe_declare'd before publishing
+  std::vector<Exchange> declare;  // maybe_declare'd before publishing
 };
 
 // Encodes messages as kombu does and publishes them on a connection's
@@ -42,7 +41,8 @@ class Producer {
   // A producer with no connection yet (ProducerPool attaches one per lease).
   Producer() = default;
   // A producer owning a pooled connection.
-  explicit Producer(Lease<Connection> connection) noexcept : lease_(std::move(connection)), connection_(lease_.get()) {}
+  explicit Producer(Lease<Connection> connection) noexcept
+      : lease_(std::move(connection)), connection_(lease_.get()) {}
   // A producer using `connection`, which must outlive it.
   explicit Producer(Connection& connection) noexcept : connection_(&connection) {}
 
@@ -99,7 +99,8 @@ class Producer {
   }
 
  private:
-  void send(std::string body, const char* content_type, const char* content_encoding, const PublishOptions& o) {
+  void send(std::string body, const char* content_type, const char* content_encoding,
+            const PublishOptions& o) {
     Envelope message;
     message.content_type = o.content_type.empty() ? content_type : o.content_type;
     message.content_encoding = o.content_encoding.empty() ? content_encoding : o.content_encoding;

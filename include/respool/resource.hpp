@@ -29,22 +29,26 @@ class Resource {
 
   // Construction parameters; an aggregate, so C++20 callers may use designated initializers.
   struct Options {
-    std::size_t limit = 0;              // maximum number of resources; 0 = unlimited
-    std::size_t preload = 0;            // resources created eagerly by the constructor (at most limit)
+    std::size_t limit = 0;    // maximum number of resources; 0 = unlimited
+    std::size_t preload = 0;  // resources created eagerly by the constructor (at most limit)
     // (The `{}` initializers keep -Wmissing-field-initializers quiet when
     // callers leave the optional hooks out of an aggregate initialization.)
-    std::function<T()> create{};          // makes a resource (kombu new()); required
-    std::function<void(T&)> close{};      // closes one (kombu close_resource); optional
-    std::function<bool(T&)> validate{};   // on acquire of an idle one; false (or a throw) = close and replace; optional
-    std::function<void(T&)> prepare{};    // on every hand-out, after validate (kombu prepare); may throw; optional
-    std::function<void(T&)> on_release{}; // when a lease gives it back (kombu release); must not throw; optional
+    std::function<T()> create{};      // makes a resource (kombu new()); required
+    std::function<void(T&)> close{};  // closes one (kombu close_resource); optional
+    std::function<bool(T&)>
+        validate{};  // on acquire of an idle one; false (or a throw) = close and replace; optional
+    std::function<void(T&)>
+        prepare{};  // on every hand-out, after validate (kombu prepare); may throw; optional
+    std::function<void(T&)>
+        on_release{};  // when a lease gives it back (kombu release); must not throw; optional
   };
 
   // Throws std::invalid_argument without a factory; propagates a preload factory's exception.
   explicit Resource(Options options) : core_(make_core(options)) { preload(options.preload); }
 
   // A pool of `limit` resources made by `create`.
-  Resource(std::size_t limit, std::function<T()> create) : Resource(Options{limit, 0, std::move(create), {}, {}, {}, {}}) {}
+  Resource(std::size_t limit, std::function<T()> create)
+      : Resource(Options{limit, 0, std::move(create), {}, {}, {}, {}}) {}
 
   Resource(const Resource&) = delete;
   Resource& operator=(const Resource&) = delete;
@@ -102,8 +106,7 @@ class Resource {
  protected:
   using clock = std::chrono::steady_clock;
 
-  explicit Resource(Options options, bool connection_errors)
-      : core_(make_core(options, connection_errors)) {
+  explicit Resource(Options options, bool connection_errors) : core_(make_core(options, connection_errors)) {
     preload(options.preload);
   }
 
@@ -113,14 +116,15 @@ class Resource {
   static clock::time_point deadline_after(std::chrono::duration<Rep, Period> timeout,
                                           clock::time_point start = clock::now()) {
     // Anything beyond a century is "forever" (and must not overflow the clock).
-    if (std::chrono::duration<double>(timeout) > std::chrono::hours(24 * 365 * 100)) return clock::time_point::max();
+    if (std::chrono::duration<double>(timeout) > std::chrono::hours(24 * 365 * 100))
+      return clock::time_point::max();
     return start + std::chrono::ceil<clock::duration>(timeout);
   }
 
  private:
   static detail::pool_core<T>* make_core(Options& o, bool connection_errors = false) {
     if (!o.create) throw std::invalid_argument("respool::Resource needs a create function");
-    detail::pool_hooks<T> hooks{std::move(o.create), std::move(o.close), std::move(o.validate),
+    detail::pool_hooks<T> hooks{std::move(o.create),  std::move(o.close),      std::move(o.validate),
                                 std::move(o.prepare), std::move(o.on_release), connection_errors};
     return new detail::pool_core<T>(o.limit, std::move(hooks));
   }
@@ -130,8 +134,7 @@ class Resource {
     std::vector<Lease<T>> leases;
     leases.reserve(n);
     try {
-      for (std::size_t i = 0; i < n; ++i)
-        leases.emplace_back(core_, core_->preload_one());
+      for (std::size_t i = 0; i < n; ++i) leases.emplace_back(core_, core_->preload_one());
     } catch (...) {
       leases.clear();
       core_->shutdown();

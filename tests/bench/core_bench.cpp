@@ -26,11 +26,13 @@
 // holds at most one resource at a time, so no acquirer ever has to wait or
 // create anything; what is measured is the hand-out path itself.
 
+#include <Poco/ObjectPool.h>
 #include <benchmark/benchmark.h>
 
-#include <Poco/ObjectPool.h>
-
 #include <algorithm>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -41,10 +43,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <boost/asio/bind_executor.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 
 #include "respool/async.hpp"
 #include "respool/connection_params.hpp"
@@ -219,18 +217,17 @@ void BM_PocoObjectPool(benchmark::State& state) {
 
 struct group_fixture {
   std::unique_ptr<IntGroup> group;
-  std::vector<ConnectionParams> keys;     // keys[i]
-  std::vector<IntPool*> pools;            // &(*group)[keys[i]]
-  std::vector<std::uint32_t> order;       // shuffled 0..keys.size()-1
+  std::vector<ConnectionParams> keys;  // keys[i]
+  std::vector<IntPool*> pools;         // &(*group)[keys[i]]
+  std::vector<std::uint32_t> order;    // shuffled 0..keys.size()-1
 };
 std::unique_ptr<group_fixture> g_group;
 
 void group_setup(const benchmark::State& state, std::size_t key_count) {
   auto f = std::make_unique<group_fixture>();
   const auto limit = static_cast<std::size_t>(state.threads());
-  f->group = std::make_unique<IntGroup>(limit, [](const ConnectionParams&, std::size_t lim) {
-    return make_int_pool(lim);
-  });
+  f->group = std::make_unique<IntGroup>(
+      limit, [](const ConnectionParams&, std::size_t lim) { return make_int_pool(lim); });
   if (key_count == 1) {
     f->keys.push_back(ConnectionParams::parse("amqp://guest:guest@localhost:5672//"));
   } else {
@@ -311,7 +308,8 @@ void BM_AsyncAcquire(benchmark::State& state) {
     }));
     io.poll();
   }
-  if (completed != static_cast<std::int64_t>(state.iterations())) state.SkipWithError("an async_acquire failed");
+  if (completed != static_cast<std::int64_t>(state.iterations()))
+    state.SkipWithError("an async_acquire failed");
 }
 
 // The synchronous acquire on the same kind of pool (1 thread), for comparison.

@@ -8,12 +8,11 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
-#include <string>
-#include <thread>
-
 #include <respool/respool.hpp>
 #include <respool/transport/amqp.hpp>
 #include <respool/transport/redis.hpp>
+#include <string>
+#include <thread>
 
 namespace {
 

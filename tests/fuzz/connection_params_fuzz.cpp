@@ -6,12 +6,11 @@
 // Any input either parses or throws respool::invalid_url /
 // respool::unknown_transport; anything else (another exception, a sanitizer
 // report, a broken invariant) is a bug and aborts.
-#include <respool/connection_params.hpp>
-
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
+#include <respool/connection_params.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,7 +56,8 @@ void check_entry(const respool::ConnectionParams& p) {
     std::string prefix = p.transport() + "://" + percent_encode(p.userid()) + ":";
     std::string secret = percent_encode(p.password()) + "@";
     check(full.compare(0, prefix.size() + secret.size(), prefix + secret) == 0, "full URI has the password");
-    check(masked == prefix + "**@" + full.substr(prefix.size() + secret.size()), "masked URI masks the password");
+    check(masked == prefix + "**@" + full.substr(prefix.size() + secret.size()),
+          "masked URI masks the password");
     auto reparsed = respool::ConnectionParams::parse(masked);
     check(reparsed.password() == "**", "masked password parses as **");
     check(alone(respool::ConnectionParams(p.transport(), p.hostname(), p.port(), p.userid(), "**",

@@ -13,13 +13,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <respool/respool.hpp>
+#include <respool/transport/amqp.hpp>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <respool/respool.hpp>
-#include <respool/transport/amqp.hpp>
 
 #include "pools_support.hpp"
 

@@ -10,9 +10,8 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
-#include <vector>
-
 #include <respool/connection_pool.hpp>
+#include <vector>
 
 namespace respool_test {
 
@@ -23,12 +22,12 @@ inline const char* env(const char* name) {
 }
 
 // `const std::string url` from the variable `var`, or skip the test visibly.
-#define RESPOOL_URL_OR_SKIP(var)                                  \
-  const char* url_c = ::respool_test::env(var);                   \
-  if (url_c == nullptr) {                                         \
-    WARN("skipped: " var " not set (run tests/run)");             \
-    return;                                                       \
-  }                                                               \
+#define RESPOOL_URL_OR_SKIP(var)                      \
+  const char* url_c = ::respool_test::env(var);       \
+  if (url_c == nullptr) {                             \
+    WARN("skipped: " var " not set (run tests/run)"); \
+    return;                                           \
+  }                                                   \
   const std::string url = url_c
 
 // A loopback port nothing listens on (bound then released).

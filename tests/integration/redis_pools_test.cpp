@@ -3,9 +3,9 @@
 // either reported or failing loudly, no connection leaked (the server's
 // client list proves it), and fork with live connections.
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -14,13 +14,12 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <respool/respool.hpp>
+#include <respool/transport/redis.hpp>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <respool/respool.hpp>
-#include <respool/transport/redis.hpp>
 
 #include "pools_support.hpp"
 
@@ -48,7 +47,8 @@ struct raw_client {
       argv.push_back(a.data());
       lens.push_back(a.size());
     }
-    auto* r = static_cast<redisReply*>(redisCommandArgv(ctx.get(), int(argv.size()), argv.data(), lens.data()));
+    auto* r =
+        static_cast<redisReply*>(redisCommandArgv(ctx.get(), int(argv.size()), argv.data(), lens.data()));
     REQUIRE(r != nullptr);
     return {r, freeReplyObject};
   }
@@ -82,7 +82,9 @@ long long client_id(Connection& connection) {
   return id;
 }
 
-std::string unique_queue(const char* what) { return std::string("respool-pools-") + what + "-" + std::to_string(::getpid()); }
+std::string unique_queue(const char* what) {
+  return std::string("respool-pools-") + what + "-" + std::to_string(::getpid());
+}
 
 }  // namespace
 
@@ -167,7 +169,8 @@ TEST_CASE("connections killed mid-stream: publishes succeed or throw, none lost,
   std::set<int> stored;
   for (size_t i = 0; i < items->elements; ++i) {
     auto envelope = nlohmann::json::parse(std::string(items->element[i]->str, items->element[i]->len));
-    auto body = nlohmann::json::parse(respool::detail::redis::base64_decode(envelope["body"].get<std::string>()));
+    auto body =
+        nlohmann::json::parse(respool::detail::redis::base64_decode(envelope["body"].get<std::string>()));
     stored.insert(body["id"].get<int>());
   }
   std::size_t missing = 0;

@@ -1,11 +1,9 @@
 // Tests for respool/connection_params.hpp: kombu's URL handling
 // (t/unit/test_connection.py, t/unit/utils/test_url.py) plus respool's
 // normalisation, equality, hashing and error rules.
-#include <respool/connection_params.hpp>
-
 #include <catch2/catch.hpp>
-
 #include <chrono>
+#include <respool/connection_params.hpp>
 #include <sstream>
 #include <string>
 #include <unordered_set>
@@ -111,7 +109,8 @@ TEST_CASE("kombu test_multiple_urls / test_completes_cycle", "[connection_params
   CHECK(three.alternates()[1].hostname() == "c");
 }
 
-TEST_CASE("kombu test_maybe_switch_next: alternates may use another transport", "[connection_params][kombu]") {
+TEST_CASE("kombu test_maybe_switch_next: alternates may use another transport",
+          "[connection_params][kombu]") {
   auto p = parse("amqp://foo;redis://example.com//3");
   REQUIRE(p.alternates().size() == 1);
   const auto& next = p.alternates()[0];
@@ -320,7 +319,8 @@ TEST_CASE("IPv6 literals", "[connection_params]") {
 
 TEST_CASE("query options", "[connection_params]") {
   auto p = parse("amqp://h/?heartbeat=10&connect_timeout=5&b=2&a=1");
-  std::map<std::string, std::string> expected{{"a", "1"}, {"b", "2"}, {"connect_timeout", "5"}, {"heartbeat", "10"}};
+  std::map<std::string, std::string> expected{
+      {"a", "1"}, {"b", "2"}, {"connect_timeout", "5"}, {"heartbeat", "10"}};
   CHECK(p.options() == expected);
   CHECK(p.option("heartbeat") == std::optional<std::string>("10"));
   CHECK(p.option("nope") == std::nullopt);
@@ -628,28 +628,14 @@ TEST_CASE("unknown schemes throw unknown_transport", "[connection_params][errors
 
 TEST_CASE("errors never contain the password", "[connection_params][errors]") {
   using namespace std::string_literals;
-  auto url = GENERATE(as<std::string>{},
-                      "amqp://user:s3cret@h:badport",
-                      "amqp://user:s3cret@h:99999",
-                      "amqp://user:s3cret",          // forgot the '@': "s3cret" would be the port
-                      "amqp://user:s3cret/vhost",
-                      "amqp://user:s3cret@h/%zz",
-                      "amqp://user:s3cret%zz@h",
-                      "amqp://user:s3cret%00@h",
-                      "amqp://user:s3cret@[::1",
-                      "amqp://user:s3cret@[::1]x",
-                      "amqp://user:s3cret@h]",
-                      "redis://:s3cret@h/abc",
-                      "amqp://user:s3cret@h#frag",
-                      "amqp://user:s3cr#et@h",
-                      "amqp://user:s3cret@h;",
-                      "amqp://user:s3cr;et@h",
-                      "amqp://user:s3cret@h\x01",
-                      "amqp://user:s3cret@h\0"s,
-                      "user:s3cret@host",
-                      "amqp:/user:s3cret@host",
-                      "s3cret@amqp://h",
-                      "amqp://h;redis://:s3cret@h:s3cret");
+  auto url = GENERATE(as<std::string>{}, "amqp://user:s3cret@h:badport", "amqp://user:s3cret@h:99999",
+                      "amqp://user:s3cret",  // forgot the '@': "s3cret" would be the port
+                      "amqp://user:s3cret/vhost", "amqp://user:s3cret@h/%zz", "amqp://user:s3cret%zz@h",
+                      "amqp://user:s3cret%00@h", "amqp://user:s3cret@[::1", "amqp://user:s3cret@[::1]x",
+                      "amqp://user:s3cret@h]", "redis://:s3cret@h/abc", "amqp://user:s3cret@h#frag",
+                      "amqp://user:s3cr#et@h", "amqp://user:s3cret@h;", "amqp://user:s3cr;et@h",
+                      "amqp://user:s3cret@h\x01", "amqp://user:s3cret@h\0"s, "user:s3cret@host",
+                      "amqp:/user:s3cret@host", "s3cret@amqp://h", "amqp://h;redis://:s3cret@h:s3cret");
   CAPTURE(url);
   try {
     parse(url);

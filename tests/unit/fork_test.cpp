@@ -13,10 +13,9 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdlib>
+#include <respool/respool.hpp>
 #include <thread>
 #include <vector>
-
-#include <respool/respool.hpp>
 
 using namespace respool;
 
@@ -105,7 +104,7 @@ TEST_CASE("the child never closes or reuses resources inherited from the parent"
     auto fresh = pool->acquire();  // must be a new resource, not the parent's idle one
     if (*fresh <= created_before) return 1;
     if (pool->stats().in_use != 1) return 2;
-    held.release();    // inherited lease: abandoned, not closed
+    held.release();  // inherited lease: abandoned, not closed
     fresh.release();
     pool->force_close_all();  // closes only the child's own resource
     if (counts.closed != 1) return 3;

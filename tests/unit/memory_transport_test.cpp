@@ -2,9 +2,8 @@
 // Unit tests of respool/transport/memory.hpp: the in-process memory:// broker.
 // The routing cases port kombu's t/unit/transport/virtual/test_exchange.py.
 
-#include "respool/transport/memory.hpp"
-
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <condition_variable>
 #include <cstddef>
 #include <memory>
@@ -15,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include <catch2/catch.hpp>
+#include "respool/transport/memory.hpp"
 
 namespace {
 
@@ -56,7 +55,8 @@ std::vector<std::string> drain(respool::transport::channel_impl& channel, const 
 }
 
 // The queues (of `candidates`) that received one message, each drained.
-std::set<std::string> receivers(respool::transport::channel_impl& channel, const std::vector<std::string>& candidates) {
+std::set<std::string> receivers(respool::transport::channel_impl& channel,
+                                const std::vector<std::string>& candidates) {
   std::set<std::string> got;
   for (const auto& q : candidates) {
     std::size_t n = drain(channel, q).size();
@@ -95,7 +95,9 @@ class gate {
   bool open_ = false;
 };
 
-bool is_code(const respool::error& e, respool::errc code) { return e.code() == respool::make_error_code(code); }
+bool is_code(const respool::error& e, respool::errc code) {
+  return e.code() == respool::make_error_code(code);
+}
 
 }  // namespace
 
@@ -110,8 +112,9 @@ TEST_CASE("memory:// is registered and creates unconnected connections", "[memor
   REQUIRE(impl);
   CHECK_FALSE(impl->connected());
   CHECK_FALSE(impl->alive());
-  CHECK_THROWS_MATCHES(impl->channel(), respool::error,
-                       Catch::Predicate<respool::error>([](const auto& e) { return is_code(e, respool::errc::connection_lost); }));
+  CHECK_THROWS_MATCHES(impl->channel(), respool::error, Catch::Predicate<respool::error>([](const auto& e) {
+                         return is_code(e, respool::errc::connection_lost);
+                       }));
   impl->connect();
   CHECK(impl->connected());
   CHECK(impl->alive());
@@ -138,7 +141,7 @@ TEST_CASE("topic patterns follow kombu's key_to_pattern regexes", "[memory][topi
   CHECK_FALSE(stock_us.matches("stock.europe.OSE"));
   CHECK_FALSE(stock_us.matches("stock.us."));  // `*` is at least one character, not ending in a dot
   CHECK_FALSE(stock_us.matches("stock.us"));
-  CHECK(stock_us.matches("stock.us.a.b"));     // kombu's `.*?[^\.]` spans dots
+  CHECK(stock_us.matches("stock.us.a.b"));  // kombu's `.*?[^\.]` spans dots
 
   topic_pattern hash("#");
   CHECK(hash.matches(""));
@@ -237,7 +240,8 @@ TEST_CASE("topic exchange delivers once per queue with overlapping bindings (kom
   for (const char* key : {"stock", "stock.#", "stock.us.*", "#"}) declare_bound(ch, e, "rFoo", key);
   declare_bound(ch, e, "rFoo", "stock.#");  // rebinding is idempotent
 
-  for (const char* key : {"stock.us.nasdaq", "stock.europe.OSE", "stockxeuropexOSE", "candy.schleckpulver.snap_crackle"}) {
+  for (const char* key :
+       {"stock.us.nasdaq", "stock.europe.OSE", "stockxeuropexOSE", "candy.schleckpulver.snap_crackle"}) {
     ch.publish(raw(key), "eFoo", key);
     auto got = drain(ch, "rFoo");
     REQUIRE(got.size() == 1);
@@ -312,7 +316,8 @@ TEST_CASE("AMQP errors: undeclared exchanges and queues, inequivalent redeclarat
   CHECK_NOTHROW(ch.declare_exchange(Exchange{"x", "direct"}));
   CHECK_THROWS_MATCHES(ch.declare_exchange(Exchange{"x", "topic"}), respool::error, channel_error);
   CHECK_THROWS_MATCHES(ch.declare_exchange(Exchange{"x", "direct", false}), respool::error, channel_error);
-  CHECK_THROWS_MATCHES(ch.declare_exchange(Exchange{"x", "direct", true, true}), respool::error, channel_error);
+  CHECK_THROWS_MATCHES(ch.declare_exchange(Exchange{"x", "direct", true, true}), respool::error,
+                       channel_error);
   CHECK_THROWS_MATCHES(ch.declare_exchange(Exchange{"h", "headers"}), respool::error, channel_error);
   CHECK_THROWS_MATCHES(ch.declare_exchange(Exchange{"", "fanout"}), respool::error, channel_error);
 
@@ -539,7 +544,8 @@ TEST_CASE("stress: 8 publishers and 4 consumers on a topic exchange, every messa
     auto& ch = setup->channel();
     Exchange x{"stress", "topic"};
     // Overlapping bindings: each message must still reach "work" once.
-    for (const char* key : {"stress.#", "*.*.*", "#", "stress.*.even", "stress.*.odd"}) declare_bound(ch, x, "work", key);
+    for (const char* key : {"stress.#", "*.*.*", "#", "stress.*.even", "stress.*.odd"})
+      declare_bound(ch, x, "work", key);
     declare_bound(ch, x, "elsewhere", "other.#");
   }
 

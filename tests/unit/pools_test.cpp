@@ -4,10 +4,9 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <future>
+#include <respool/respool.hpp>
 #include <string>
 #include <thread>
-
-#include <respool/respool.hpp>
 
 using namespace respool;
 using namespace std::chrono_literals;
@@ -38,7 +37,8 @@ TEST_CASE("connections with equal parameters share one pool", "[pools]") {
   CHECK(pools::connections.size() == 2);
   // Redis spellings of one broker normalise to one key (no transport needed to compare).
   CHECK(ConnectionParams::parse("redis://localhost:6379") == ConnectionParams::parse("redis://localhost"));
-  CHECK(ConnectionParams::parse("redis://localhost:6379") == ConnectionParams::parse("redis://localhost:6379/0"));
+  CHECK(ConnectionParams::parse("redis://localhost:6379") ==
+        ConnectionParams::parse("redis://localhost:6379/0"));
   CHECK(std::hash<ConnectionParams>{}(ConnectionParams::parse("redis://localhost")) ==
         std::hash<ConnectionParams>{}(ConnectionParams::parse("redis://localhost:6379/0")));
 }
@@ -141,7 +141,8 @@ TEST_CASE("Producer publishes kombu-shaped messages: json, raw, zlib, headers, p
   CHECK_FALSE(maybe_declare(news, channel));  // declared with the queue
 
   Producer producer(connection);
-  nlohmann::json article = {{"title", "No cellular coverage on the tube for 2012"}, {"ingress", "yadda yadda yadda"}};
+  nlohmann::json article = {{"title", "No cellular coverage on the tube for 2012"},
+                            {"ingress", "yadda yadda yadda"}};
   PublishOptions options;
   options.exchange = "news";
   options.routing_key = "domestic";

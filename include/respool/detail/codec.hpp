@@ -1,12 +1,11 @@
 // respool/detail/codec.hpp — kombu's serialisers and compressors (json, raw; zlib).
 #pragma once
 
-#include <string>
-#include <string_view>
-
 #include <zlib.h>
 
 #include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
 
 #include "respool/errors.hpp"
 
@@ -18,8 +17,9 @@ inline constexpr std::string_view zlib_content_type = "application/x-gzip";
 inline std::string zlib_compress(std::string_view data) {
   uLongf size = compressBound(static_cast<uLong>(data.size()));
   std::string out(size, '\0');
-  int rc = ::compress2(reinterpret_cast<Bytef*>(out.data()), &size, reinterpret_cast<const Bytef*>(data.data()),
-                       static_cast<uLong>(data.size()), Z_DEFAULT_COMPRESSION);
+  int rc =
+      ::compress2(reinterpret_cast<Bytef*>(out.data()), &size, reinterpret_cast<const Bytef*>(data.data()),
+                  static_cast<uLong>(data.size()), Z_DEFAULT_COMPRESSION);
   if (rc != Z_OK) throw error(errc::encoding_error, "zlib compression failed");
   out.resize(size);
   return out;

@@ -61,7 +61,9 @@ inline void ensure_atfork_registered() noexcept {
 }
 
 // The current fork generation (0 in a process that never forked).
-inline std::uint32_t fork_generation() noexcept { return fork_generation_counter.load(std::memory_order_acquire); }
+inline std::uint32_t fork_generation() noexcept {
+  return fork_generation_counter.load(std::memory_order_acquire);
+}
 
 // Names "this process" for objects that must notice they were inherited by a
 // forked child: never 0, and different in the child. An atomic load, where

@@ -43,7 +43,8 @@ class topic_pattern {
     std::size_t start = 0;
     for (bool first = true;; first = false) {
       std::size_t dot = key.find('.', start);
-      std::string_view word = key.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+      std::string_view word =
+          key.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
       if (!first) append_literal(".");
       if (word == "#") {
         tokens_.push_back({kind::hash, {}});
@@ -208,9 +209,10 @@ class broker : public std::enable_shared_from_this<broker> {
     const Exchange& existing = it->second.declaration;
     if (existing.type != exchange.type || existing.durable != exchange.durable ||
         existing.auto_delete != exchange.auto_delete) {
-      throw error(errc::channel_error, "PRECONDITION_FAILED - inequivalent arguments for exchange '" + exchange.name +
-                                           "' in vhost '" + virtual_host_ + "' (declared as " + describe(existing) +
-                                           ", redeclared as " + describe(exchange) + ")");
+      throw error(errc::channel_error, "PRECONDITION_FAILED - inequivalent arguments for exchange '" +
+                                           exchange.name + "' in vhost '" + virtual_host_ +
+                                           "' (declared as " + describe(existing) + ", redeclared as " +
+                                           describe(exchange) + ")");
     }
   }
 
@@ -390,9 +392,12 @@ class broker : public std::enable_shared_from_this<broker> {
 
   static bool routes(exchange_type type, const binding& b, std::string_view routing_key) {
     switch (type) {
-      case exchange_type::direct: return b.routing_key == routing_key;
-      case exchange_type::fanout: return true;
-      case exchange_type::topic: return b.pattern->matches(routing_key);
+      case exchange_type::direct:
+        return b.routing_key == routing_key;
+      case exchange_type::fanout:
+        return true;
+      case exchange_type::topic:
+        return b.pattern->matches(routing_key);
     }
     return false;
   }

@@ -124,10 +124,15 @@ class pool_core {
     {
       std::unique_lock<std::mutex> lock(mutex_);
       switch (start_acquire_locked(nullptr, s)) {
-        case acquire_result::slot: break;
-        case acquire_result::create: create = true; break;
-        case acquire_result::closed: throw pool_closed();
-        case acquire_result::queued: break;  // not without a waiter
+        case acquire_result::slot:
+          break;
+        case acquire_result::create:
+          create = true;
+          break;
+        case acquire_result::closed:
+          throw pool_closed();
+        case acquire_result::queued:
+          break;  // not without a waiter
         case acquire_result::no_capacity:
           if (wait) {
             s = wait_locked(lock, deadline, start, create);
@@ -469,7 +474,8 @@ class pool_core {
     return shut_;
   }
 
-  [[noreturn]] void throw_limit_exceeded(std::size_t limit, std::chrono::nanoseconds waited, bool timed) const {
+  [[noreturn]] void throw_limit_exceeded(std::size_t limit, std::chrono::nanoseconds waited,
+                                         bool timed) const {
     if (hooks_.connection_errors) {
       if (timed) throw connection_acquire_timeout(limit, waited);
       throw connection_limit_exceeded(limit, waited);
@@ -606,13 +612,22 @@ class pool_core {
   void link_waiter(waiter<T>* w) noexcept {
     w->prev = waiters_tail_;
     w->next = nullptr;
-    if (waiters_tail_) waiters_tail_->next = w; else waiters_head_ = w;
+    if (waiters_tail_)
+      waiters_tail_->next = w;
+    else
+      waiters_head_ = w;
     waiters_tail_ = w;
     ++waiting_;
   }
   void unlink_waiter(waiter<T>* w) noexcept {
-    if (w->prev) w->prev->next = w->next; else waiters_head_ = w->next;
-    if (w->next) w->next->prev = w->prev; else waiters_tail_ = w->prev;
+    if (w->prev)
+      w->prev->next = w->next;
+    else
+      waiters_head_ = w->next;
+    if (w->next)
+      w->next->prev = w->prev;
+    else
+      waiters_tail_ = w->prev;
     w->prev = w->next = nullptr;
     --waiting_;
   }
@@ -626,7 +641,10 @@ class pool_core {
     slots_head_ = s;
   }
   void unlink_slot(slot<T>* s) noexcept {
-    if (s->prev) s->prev->next = s->next; else slots_head_ = s->next;
+    if (s->prev)
+      s->prev->next = s->next;
+    else
+      slots_head_ = s->next;
     if (s->next) s->next->prev = s->prev;
     s->prev = s->next = nullptr;
   }
@@ -638,8 +656,8 @@ class pool_core {
   waiter<T>* waiters_head_ = nullptr;
   waiter<T>* waiters_tail_ = nullptr;
   slot<T>* slots_head_ = nullptr;  // every live slot
-  std::size_t total_ = 0;   // idle + leased + being created
-  std::size_t in_use_ = 0;  // leased + being created
+  std::size_t total_ = 0;          // idle + leased + being created
+  std::size_t in_use_ = 0;         // leased + being created
   std::size_t waiting_ = 0;
   std::size_t created_ = 0;
   std::size_t closed_ = 0;

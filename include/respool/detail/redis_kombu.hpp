@@ -292,7 +292,8 @@ inline std::string uuid4() {
   };
   thread_local generator gen;
   respool::detail::ensure_atfork_registered();
-  const std::uint64_t now = std::uint64_t{respool::detail::fork_generation()} + 1;  // no getpid() syscall per tag
+  const std::uint64_t now =
+      std::uint64_t{respool::detail::fork_generation()} + 1;  // no getpid() syscall per tag
   if (gen.generation != now) {
     std::random_device device;
     std::seed_seq seed{device(), device(), device(), device(), device(), device(), device(), device()};

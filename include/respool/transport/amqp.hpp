@@ -116,7 +116,7 @@ struct amqp_options {
   int frame_max = AMQP_DEFAULT_FRAME_SIZE;
   bool tls = false;  // amqps://
   std::string ssl_ca_certs, ssl_certfile, ssl_keyfile;
-  bool ssl_verify = true;  // peer and hostname verification
+  bool ssl_verify = true;       // peer and hostname verification
   bool confirm_publish = true;  // wait for the broker's ack of every publish
 
   static amqp_options from(const ConnectionParams& params) {
@@ -217,7 +217,9 @@ class session : public std::enable_shared_from_this<session> {
 
   bool is_open() const noexcept { return open_.load(std::memory_order_acquire); }
   // False in a forked child for a connection made by the parent.
-  bool owned_by_this_process() const noexcept { return owner_ == 0 || owner_ == respool::detail::process_token(); }
+  bool owned_by_this_process() const noexcept {
+    return owner_ == 0 || owner_ == respool::detail::process_token();
+  }
   const std::string& uri() const noexcept { return uri_; }
   int heartbeat() const noexcept { return state_ ? amqp_get_heartbeat(state_) : 0; }
 

@@ -66,7 +66,9 @@ inline std::shared_ptr<broker> broker_for(const ConnectionParams& params) {
 
 // The broker that connections to `url` (a memory:// URL) attach to. Throws
 // what ConnectionParams::parse throws.
-inline std::shared_ptr<broker> broker_for(std::string_view url) { return broker_for(ConnectionParams::parse(url)); }
+inline std::shared_ptr<broker> broker_for(std::string_view url) {
+  return broker_for(ConnectionParams::parse(url));
+}
 
 }  // namespace memory
 
@@ -86,7 +88,8 @@ class memory_channel final : public channel_impl {
   void declare_queue(const Queue& queue) override;
   // Bind queue.name to queue.exchange.name with queue.routing_key; error(channel_error) if either is missing.
   void bind_queue(const Queue& queue) override;
-  // Route through `exchange`; unroutable messages are dropped; error(channel_error) if the exchange is missing.
+  // Route through `exchange`; unroutable messages are dropped; error(channel_error) if the exchange is
+  // missing.
   void publish(const Envelope& message, std::string_view exchange, std::string_view routing_key) override;
   // basic_get; error(channel_error) if the queue is missing.
   std::optional<Message> get(std::string_view queue, bool no_ack) override;
@@ -215,13 +218,16 @@ inline void memory_channel::declare_exchange(const Exchange& exchange) {
   connection_.session().first->declare_exchange(exchange);
 }
 
-inline void memory_channel::declare_queue(const Queue& queue) { connection_.session().first->declare_queue(queue.name); }
+inline void memory_channel::declare_queue(const Queue& queue) {
+  connection_.session().first->declare_queue(queue.name);
+}
 
 inline void memory_channel::bind_queue(const Queue& queue) {
   connection_.session().first->bind(queue.exchange.name, queue.name, queue.routing_key);
 }
 
-inline void memory_channel::publish(const Envelope& message, std::string_view exchange, std::string_view routing_key) {
+inline void memory_channel::publish(const Envelope& message, std::string_view exchange,
+                                    std::string_view routing_key) {
   connection_.session().first->publish(message, exchange, routing_key);
 }
 
@@ -234,7 +240,9 @@ inline std::size_t memory_channel::queue_size(std::string_view queue) {
   return connection_.session().first->queue_size(queue);
 }
 
-inline std::size_t memory_channel::purge(std::string_view queue) { return connection_.session().first->purge(queue); }
+inline std::size_t memory_channel::purge(std::string_view queue) {
+  return connection_.session().first->purge(queue);
+}
 
 namespace memory {
 
