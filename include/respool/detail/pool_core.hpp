@@ -198,8 +198,7 @@ class pool_core {
         ++in_use_;
         return acquire_result::slot;
       }
-      if (limit_ == 0 || total_ < limit_) {
-        ++total_;
+      if (limit_ == 0 || total_locked() < limit_) {
         ++in_use_;
         return acquire_result::create;
       }
@@ -261,7 +260,6 @@ class pool_core {
   slot<T>* preload_one() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      ++total_;
       ++in_use_;
     }
     slot<T>* s;
@@ -302,7 +300,6 @@ class pool_core {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       --in_use_;
-      --total_;
       if (s->dead && s->closing) {
         s->released = true;  // force_close_all() deletes it when done closing
         s = nullptr;
@@ -379,13 +376,12 @@ class pool_core {
         lock.lock();
       }
       limit_ = limit;
-      if (limit_ != 0 && total_ > limit_) {
+      if (limit_ != 0 && total_locked() > limit_) {
         // Close the coldest idle resources (the bottom of the LIFO stack).
-        const std::size_t excess = std::min(total_ - limit_, idle_.size());
+        const std::size_t excess = std::min(total_locked() - limit_, idle_.size());
         doomed.assign(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(excess));
         idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(excess));
         for (slot<T>* d : doomed) unlink_slot(d);
-        total_ -= excess;
         closed_ += excess;
       }
       grant_capacity_locked();
@@ -403,7 +399,6 @@ class pool_core {
       idle.swap(idle_);
       for (slot<T>* d : idle) unlink_slot(d);  // what remains in the list is leased
       if (limit_ != 0 && limit_ <= 4096) idle_.reserve(limit_);
-      total_ -= idle.size();
       closed_ += idle.size();
       for (slot<T>* s = slots_head_; s != nullptr; s = s->next) {
         if (s->dead) continue;
@@ -496,7 +491,7 @@ class pool_core {
     if (limit_ != 0 && limit_ <= 4096) idle_.reserve(limit_);
     waiters_head_ = waiters_tail_ = nullptr;
     slots_head_ = nullptr;
-    total_ = in_use_ = waiting_ = 0;
+    in_use_ = waiting_ = 0;
     async_refs_ = 0;
     generation_.store(now, std::memory_order_release);
   }
@@ -537,7 +532,6 @@ class pool_core {
       std::lock_guard<std::mutex> lock(mutex_);
       --in_use_;
       if (s->dead) {
-        --total_;
         if (s->closing) {
           s->released = true;  // force_close_all() deletes it when done closing
         } else {
@@ -545,8 +539,7 @@ class pool_core {
           delete_it = true;
         }
         grant_capacity_locked();
-      } else if (shut_ || (limit_ != 0 && total_ > limit_)) {
-        --total_;
+      } else if (shut_ || (limit_ != 0 && total_locked() >= limit_)) {  // this slot is no longer in in_use_
         ++closed_;
         unlink_slot(s);
         close_it = true;
@@ -573,7 +566,6 @@ class pool_core {
     bool delete_self;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      --total_;
       --in_use_;
       grant_capacity_locked();
       delete_self = should_delete_locked();
@@ -583,10 +575,9 @@ class pool_core {
 
   // Hand free capacity (room under the limit) to queued waiters, oldest first.
   void grant_capacity_locked() {
-    while (waiters_head_ != nullptr && !shut_ && (limit_ == 0 || total_ < limit_)) {
+    while (waiters_head_ != nullptr && !shut_ && (limit_ == 0 || total_locked() < limit_)) {
       waiter<T>* w = waiters_head_;
       unlink_waiter(w);
-      ++total_;
       ++in_use_;
       w->state = wait_state::granted_create;
       w->notify();
@@ -603,9 +594,12 @@ class pool_core {
     }
     idle.swap(idle_);
     for (slot<T>* d : idle) unlink_slot(d);
-    total_ -= idle.size();
     closed_ += idle.size();
   }
+
+  // Resources that exist or are being created: idle + leased + reserved
+  // (derived, not stored: in_use_ counts leased and reserved slots).
+  std::size_t total_locked() const noexcept { return in_use_ + idle_.size(); }
 
   bool should_delete_locked() const noexcept { return owner_gone_ && in_use_ == 0 && async_refs_ == 0; }
 
@@ -656,7 +650,6 @@ class pool_core {
   waiter<T>* waiters_head_ = nullptr;
   waiter<T>* waiters_tail_ = nullptr;
   slot<T>* slots_head_ = nullptr;  // every live slot
-  std::size_t total_ = 0;          // idle + leased + being created
   std::size_t in_use_ = 0;         // leased + being created
   std::size_t waiting_ = 0;
   std::size_t created_ = 0;
