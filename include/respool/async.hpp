@@ -74,11 +74,12 @@ class async_acquire_op final : public waiter<T>,
 
   ~async_acquire_op() {
     if (slot_.is_connected()) slot_.clear();
-    if (!done_) {
-      // Never completed (its executor was destroyed): give back what it was granted.
-      core_->abandon_grant(this->state, this->granted);
-      core_->drop_async_ref();
-    }
+    // Never completed (its executor was destroyed): give back what it was granted.
+    if (!done_) core_->abandon_grant(this->state, this->granted);
+    // Dropped here, not in complete(): a timer handler that was already
+    // queued when the operation completed still holds the op and calls into
+    // the core, which must outlive it even if the pool is destroyed meanwhile.
+    core_->drop_async_ref();
   }
 
   void start(async_clock::duration timeout) {
@@ -171,7 +172,6 @@ class async_acquire_op final : public waiter<T>,
     done_ = true;
     auto handler = std::move(handler_);
     auto work = std::move(work_);
-    core_->drop_async_ref();
     work.reset();
     std::move(handler)(ec, std::move(lease));
   }

@@ -859,3 +859,22 @@ TEST_CASE("async_acquire: the cancellation signal may die with the handler", "[a
   CHECK(aborted);
   check_consistent(pool, t);
 }
+
+TEST_CASE("async_acquire: a handler may destroy the pool while the op's expired timer is still queued",
+          "[async]") {
+  // Regression: the timer handler of a served operation used to call into
+  // the pool core after complete() had let go of it.
+  asio::io_context io;
+  auto pool = std::make_unique<Resource<int>>(1, [] { return 42; });
+  auto held = pool->acquire();
+  bool served = false;
+  pool->async_acquire(std::chrono::nanoseconds(1),  // expires before io.run(): its handler is queued too
+                      asio::bind_executor(io, [&](error_code ec, Lease<int> lease) {
+                        served = !ec && lease;
+                        lease.release();
+                        pool.reset();  // the user is done with the pool
+                      }));
+  held.release();  // serves the queued operation: complete() is posted
+  io.run();
+  CHECK(pool == nullptr);
+}
