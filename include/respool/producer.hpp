@@ -128,7 +128,10 @@ class Producer {
 // in kombu's prepare/release, a producer borrows a connection from its
 // connection pool when acquired and hands it back when its lease is released,
 // so idle producers hold no connection and the connection limit is the real
-// cap. Borrowing waits for a connection as long as it takes.
+// cap. Borrowing waits for a connection as long as it takes — with
+// async_acquire, on the completion's executor: keep the connection pool's
+// limit at least the producer pool's (as pools::producers does) so that a
+// producer never waits for a connection held outside the producer pool.
 // Thread safety: as Resource.
 class ProducerPool : public Resource<Producer> {
  public:

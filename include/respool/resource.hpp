@@ -94,7 +94,11 @@ class Resource {
   void resize(std::size_t limit, bool force = false) { core_->resize(limit, force); }
 
   // Close idle and leased resources ("drags them from under their feet");
-  // held leases then only give back a dead slot. The pool stays open.
+  // held leases then only give back a dead slot. The pool stays open. The
+  // close hook runs on this thread while other threads may be using those
+  // resources — also one being validated or prepared for a hand-out right
+  // now — so with force_close_all() (and PoolGroup::reset(), pools::reset())
+  // the hooks must tolerate that; the built-in transports' close() does.
   void force_close_all() { core_->force_close_all(); }
 
   // Refuse further acquires (pool_closed), wake waiters with pool_closed, close idle resources.
