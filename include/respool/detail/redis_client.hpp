@@ -6,20 +6,26 @@
 //   * connect failures (refused, unresolvable, timeout)   -> error(connection_failed)
 //   * I/O failure or timeout during a command              -> error(connection_lost);
 //     the context is freed at once (its protocol state is unknown)
+//   * a deadline (set_deadline) that expired before or during a command
+//                                                           -> error(connection_lost), same
 //   * a Redis error reply is returned to the caller (check with is_error()).
 //
 // Works with hiredis 0.14 and 1.x (only API present in both is used).
 #pragma once
 
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <initializer_list>
 #include <memory>
@@ -120,6 +126,8 @@ class client {
             std::optional<double> io_timeout, std::string uri) {
     close();
     uri_ = std::move(uri);
+    deadline_.reset();
+    interrupted_.store(false, std::memory_order_release);
     redisContext* ctx = connect_timeout
                             ? redisConnectWithTimeout(host.c_str(), port, to_timeval(*connect_timeout))
                             : redisConnect(host.c_str(), port);
@@ -139,14 +147,30 @@ class client {
     redisEnableKeepAlive(ctx_);
   }
 
-  // Sets (or, with nullopt, removes) the read/write timeout of the socket.
+  // Sets (or, with nullopt, removes) the read/write timeout of the socket:
+  // the longest one read(2) or write(2) may wait without progress.
   void set_io_timeout(std::optional<double> seconds) {
+    io_timeout_ = seconds;
     if (!ctx_) return;
-    if (redisSetTimeout(ctx_, seconds ? to_timeval(*seconds) : timeval{0, 0}) != REDIS_OK) {
-      std::string reason = ctx_->errstr;
-      close();
-      throw error(errc::connection_failed, "cannot configure the socket to " + uri_ + ": " + reason);
-    }
+    apply_timeout(seconds);
+  }
+
+  using clock = std::chrono::steady_clock;
+
+  // Until clear_deadline(), every command must end by `deadline`: each read
+  // and write waits at most the time left (and at most the io timeout); a
+  // command started or still running past it throws error(connection_lost)
+  // "<what> expired" and closes the connection. Used for the handshake
+  // (connect_timeout) and for the restore of unacked messages in close().
+  void set_deadline(clock::time_point deadline, std::string what) {
+    deadline_ = deadline;
+    deadline_name_ = std::move(what);
+  }
+  // Back to the io timeout alone.
+  void clear_deadline() {
+    if (!deadline_) return;
+    deadline_.reset();
+    if (ctx_) apply_timeout(io_timeout_);
   }
 
   // True between open() and close(). Thread-safe.
@@ -167,6 +191,7 @@ class client {
   // Throws error(connection_lost) as command() does.
   std::vector<reply_ptr> pipeline(const std::vector<command_args>& commands) {
     if (!ctx_) throw error(errc::connection_lost, "not connected to " + uri_);
+    if (deadline_) apply_deadline(commands.empty() ? std::string() : name_of(commands.front()));
     std::vector<const char*> argv;
     std::vector<std::size_t> lengths;
     for (const auto& args : commands) {
@@ -183,6 +208,7 @@ class client {
     std::vector<reply_ptr> replies;
     replies.reserve(commands.size());
     sigpipe_guard guard;
+    write_all(commands.empty() ? std::string() : name_of(commands.front()));
     for (const auto& args : commands) {
       void* raw = nullptr;
       if (redisGetReply(ctx_, &raw) != REDIS_OK || !raw) {
@@ -209,12 +235,29 @@ class client {
     if (ctx_) redisFree(std::exchange(ctx_, nullptr));
   }
 
+  // For a forked child whose parent was using the context at the fork (its
+  // buffers may be half-updated): neither free nor read it. The descriptor
+  // is pointed at /dev/null, so the parent's socket is released in this
+  // process and nothing can reach it; the context is leaked.
+  void leak() noexcept {
+    open_.store(false, std::memory_order_release);
+    redisContext* ctx = std::exchange(ctx_, nullptr);
+    if (!ctx || ctx->fd < 0) return;
+    const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0) return;  // cannot neutralise: leave the descriptor open rather than risk a write
+    ::dup2(null, ctx->fd);
+    ::close(null);
+  }
+
   // From another thread: make the command running on this connection fail
   // now, by shutdown(2) of its socket (that command then throws
   // error(connection_lost) and frees the context). Thread-safe.
   void interrupt() noexcept {
     std::lock_guard<std::mutex> lock(close_mutex_);
-    if (ctx_ && ctx_->fd >= 0) ::shutdown(ctx_->fd, SHUT_RDWR);
+    if (ctx_ && ctx_->fd >= 0) {
+      interrupted_.store(true, std::memory_order_release);
+      ::shutdown(ctx_->fd, SHUT_RDWR);
+    }
   }
 
  private:
@@ -222,25 +265,83 @@ class client {
     return args.empty() ? std::string() : std::string(args.front());
   }
 
-  [[noreturn]] void fail(const std::string& command) {
+  void apply_timeout(std::optional<double> seconds) {
+    if (redisSetTimeout(ctx_, seconds ? to_timeval(*seconds) : timeval{0, 0}) != REDIS_OK) {
+      std::string reason = ctx_->errstr;
+      close();
+      throw error(errc::connection_failed, "cannot configure the socket to " + uri_ + ": " + reason);
+    }
+    timeout_ = seconds.value_or(0);
+  }
+
+  // Writes the pending commands. The socket's timeout bounds the whole write,
+  // not each write(2): one that makes progress (a server that reads slowly)
+  // does not restart the clock (Python's sendall() with a timeout, which
+  // redis-py uses, does the same).
+  void write_all(const std::string& command) {
+    int done = 0;
+    const auto start = clock::now();
+    if (redisBufferWrite(ctx_, &done) != REDIS_OK) fail(command);
+    if (done || timeout_ <= 0) {
+      while (!done)
+        if (redisBufferWrite(ctx_, &done) != REDIS_OK) fail(command);
+      return;
+    }
+    const auto deadline =
+        start + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(timeout_));
+    const double in_force = timeout_;
+    while (!done) {
+      const double left = std::chrono::duration<double>(deadline - clock::now()).count();
+      if (left <= 0) fail(command, true);
+      const timeval tv = to_timeval(left);
+      ::setsockopt(ctx_->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+      if (redisBufferWrite(ctx_, &done) != REDIS_OK) fail(command);
+    }
+    const timeval tv = to_timeval(in_force);
+    ::setsockopt(ctx_->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+
+  // The time left before the deadline becomes the socket's timeout (when
+  // shorter than the io timeout); none left: fail now.
+  void apply_deadline(const std::string& command) {
+    const double left = std::chrono::duration<double>(*deadline_ - clock::now()).count();
+    if (left <= 0) {
+      close();
+      throw error(errc::connection_lost,
+                  "connection to " + uri_ + " closed before " + command + ": " + deadline_name_ + " expired");
+    }
+    apply_timeout(io_timeout_ ? std::min(*io_timeout_, left) : left);
+  }
+
+  [[noreturn]] void fail(const std::string& command, bool timed_out = false) {
     int saved_errno = errno;
     std::string reason = ctx_ && ctx_->errstr[0] ? ctx_->errstr : "I/O error";
-    bool timed_out = false;
 #ifdef REDIS_ERR_TIMEOUT
-    timed_out = ctx_ && ctx_->err == REDIS_ERR_TIMEOUT;
+    timed_out = timed_out || (ctx_ && ctx_->err == REDIS_ERR_TIMEOUT);
 #endif
     if (ctx_ && ctx_->err == REDIS_ERR_IO && (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK))
       timed_out = true;
     if (ctx_ && ctx_->err == REDIS_ERR_EOF) reason = "server closed the connection";
+    const bool interrupted = interrupted_.exchange(false, std::memory_order_acq_rel);
+    std::string why = reason;
+    if (interrupted)
+      why = "interrupted: the connection was closed from another thread";
+    else if (timed_out)
+      why = deadline_ && clock::now() >= *deadline_ ? "timed out (" + deadline_name_ + " expired)"
+                                                    : std::string("timed out (socket_timeout)");
     close();
-    throw error(errc::connection_lost, "connection to " + uri_ + " lost during " + command + ": " +
-                                           (timed_out ? "timed out (socket_timeout)" : reason));
+    throw error(errc::connection_lost, "connection to " + uri_ + " lost during " + command + ": " + why);
   }
 
   redisContext* ctx_ = nullptr;
   std::string uri_;
+  std::optional<double> io_timeout_;           // seconds; nullopt: none
+  double timeout_ = 0;                         // the socket's timeout in force (seconds; 0: none)
+  std::optional<clock::time_point> deadline_;  // set_deadline()
+  std::string deadline_name_;
   std::mutex close_mutex_;  // guards ctx_ against interrupt() from another thread
   std::atomic<bool> open_{false};
+  std::atomic<bool> interrupted_{false};  // interrupt() shut the socket down
 };
 
 }  // namespace respool::detail::redis

@@ -16,9 +16,18 @@
 //                       declare, alive()...): a connection idle in a pool for
 //                       longer than about 2*S is closed by the broker and is
 //                       then found dead (and replaced) by alive() on acquire.
-//   read_timeout=S      upper bound on every wait for the broker (RPC replies,
-//                       publisher confirms); default: none. When it expires
-//                       the connection is closed and the operation throws
+//   read_timeout=S      upper bound on every wait for the broker (RPC replies
+//                       and the request they answer, publisher confirms, a
+//                       message's content); default 10
+//                       (amqp_options::default_read_timeout); 0 = no limit.
+//                       When it expires the connection is closed and the
+//                       operation throws error(connection_lost).
+//   write_timeout=S     upper bound on sending a publish (all its frames), an
+//                       ack or a reply to the broker, when the broker stops
+//                       reading (flow control, a full socket buffer); default
+//                       10 (amqp_options::default_write_timeout); 0 = no
+//                       limit. On expiry the socket is shut down (shutdown(2)),
+//                       the connection closed and the operation throws
 //                       error(connection_lost).
 //   frame_max=N         largest frame to negotiate (default 131072)
 //   confirm_publish=0|1 publisher confirms (default 1): publish() waits for
@@ -53,28 +62,44 @@
 //
 // Thread safety: a connection and its channel are used by one thread at a
 // time (the lease holder). Every operation takes the connection's internal
-// mutex, so Message::ack() from another thread is safe too.
+// mutex, so Message::ack() from another thread is safe too. close() from
+// another thread first interrupts an operation in progress (shutdown(2) of
+// the socket: it throws error(connection_lost)), so it returns promptly.
+//
+// Deadlines: with the default options no call blocks without bound on a
+// broker that stalls, stops reading or vanishes: connect() takes at most
+// connect_timeout, an RPC (declare, bind, get, purge...) read_timeout, a
+// publish write_timeout (+ read_timeout for its confirm), an ack
+// write_timeout, close() min(connect_timeout, 5 s). rabbitmq-c sends a
+// publish and an ack with no deadline, so those are bounded by a watchdog
+// thread (one per process, started on first use) that shuts the socket down
+// when an operation outlives its deadline.
 //
 // Wire layout, failure table and kombu interop: docs/transports.md (amqp://).
 #pragma once
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 
 #include "respool/connection_params.hpp"
@@ -110,9 +135,23 @@ class amqp_error : public error {
 // The transport's settings, read from a URL's query options (see the top of
 // this file). Throws error(errc::invalid_url) for a malformed value.
 struct amqp_options {
-  std::chrono::microseconds connect_timeout = std::chrono::seconds(5);  // zero = no limit
-  std::optional<std::chrono::microseconds> read_timeout;                // none = no limit
-  int heartbeat = 0;                                                    // seconds; 0 = off
+  // The defaults (docs/transports.md, "Timeouts"). kombu/py-amqp wait for
+  // ever for a reply or a write; a production service wants an error
+  // instead. 10 s is far above a healthy broker's answer (a confirm of a
+  // persistent message waits for its fsync: milliseconds) and short enough
+  // for a caller to fail over or report.
+  static constexpr std::chrono::seconds default_connect_timeout{5};  // kombu's
+  static constexpr std::chrono::seconds default_read_timeout{10};
+  static constexpr std::chrono::seconds default_write_timeout{10};
+  // close() waits at most this long (and at most connect_timeout) for the broker's replies.
+  static constexpr std::chrono::seconds max_close_timeout{5};
+
+  std::chrono::microseconds connect_timeout = default_connect_timeout;  // zero = no limit
+  std::optional<std::chrono::microseconds> read_timeout =
+      std::chrono::microseconds(default_read_timeout);  // none = no limit
+  std::optional<std::chrono::microseconds> write_timeout =
+      std::chrono::microseconds(default_write_timeout);  // none = no limit
+  int heartbeat = 0;                                     // seconds; 0 = off
   int frame_max = AMQP_DEFAULT_FRAME_SIZE;
   bool tls = false;  // amqps://
   std::string ssl_ca_certs, ssl_certfile, ssl_keyfile;
@@ -125,7 +164,11 @@ struct amqp_options {
     if (auto v = params.option("connect_timeout")) o.connect_timeout = seconds(*v, "connect_timeout");
     if (auto v = params.option("read_timeout")) {
       auto t = seconds(*v, "read_timeout");
-      if (t.count() > 0) o.read_timeout = t;
+      o.read_timeout = t.count() > 0 ? std::optional<std::chrono::microseconds>(t) : std::nullopt;
+    }
+    if (auto v = params.option("write_timeout")) {
+      auto t = seconds(*v, "write_timeout");
+      o.write_timeout = t.count() > 0 ? std::optional<std::chrono::microseconds>(t) : std::nullopt;
     }
     if (auto v = params.option("heartbeat")) o.heartbeat = integer(*v, "heartbeat", 0, 65535);
     if (auto v = params.option("frame_max")) o.frame_max = integer(*v, "frame_max", 4096, 0x7fffffff);
@@ -150,6 +193,13 @@ struct amqp_options {
       }
     }
     return o;
+  }
+
+  // How long close() may take: connect_timeout, at most max_close_timeout.
+  std::chrono::microseconds close_timeout() const {
+    std::chrono::microseconds limit = connect_timeout;
+    if (limit.count() <= 0 || limit > max_close_timeout) limit = max_close_timeout;
+    return limit;
   }
 
  private:
@@ -197,11 +247,140 @@ inline timeval to_timeval(std::chrono::microseconds d) noexcept {
 
 inline std::string in_quotes(std::string_view name) { return "'" + std::string(name) + "'"; }
 
+// Why a socket was shut down under an operation (session::interrupt).
+enum class interruption : int { none = 0, write_timeout, read_timeout, closed };
+
+// One thread per process that shuts down the socket of an operation that
+// outlives its deadline. rabbitmq-c sends a publish's frames and an ack with
+// no deadline (amqp_basic_publish, amqp_basic_ack, amqp_send_method poll(2)
+// for ever on a full socket buffer) and reads a message's content frames
+// likewise, and its exported API offers no way to bound them; shutdown(2)
+// from another thread makes the blocked call fail at once. Started on first
+// use; a forked child makes its own (the parent's thread does not exist there).
+class watchdog {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  class target {
+   public:
+    // Called on the watchdog's thread, with its lock held: must be quick and
+    // must not arm or disarm.
+    virtual void expire(interruption why) noexcept = 0;
+
+   protected:
+    ~target() = default;
+  };
+
+  using key = std::pair<clock::time_point, std::uint64_t>;
+
+  // The watchdog of this process.
+  static watchdog& instance() {
+    static std::atomic<watchdog*> current{nullptr};
+    respool::detail::ensure_atfork_registered();
+    const std::uint32_t generation = respool::detail::fork_generation();
+    watchdog* w = current.load(std::memory_order_acquire);
+    while (!w || w->generation_ != generation) {
+      // A parent's watchdog (its thread is gone, its mutex maybe held) is leaked, never touched.
+      auto* fresh = new watchdog(generation);
+      if (current.compare_exchange_strong(w, fresh, std::memory_order_acq_rel)) return *fresh;
+      delete fresh;  // another thread installed one: check it
+    }
+    return *w;
+  }
+
+  // `t->expire(why)` at `deadline`, unless disarmed first. If no thread can
+  // be started the operation is simply not bounded (and `false` returned).
+  bool arm(clock::time_point deadline, target* t, interruption why, key& out) noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!running_) {
+      try {
+        std::thread([this] { run(); }).detach();  // never joined: the watchdog lives as long as the process
+        running_ = true;
+      } catch (...) {
+        return false;
+      }
+    }
+    out = key{deadline, ++next_id_};
+    try {
+      auto it = entries_.emplace(out, entry{t, why}).first;
+      if (it == entries_.begin()) wake_.notify_one();
+    } catch (...) {
+      return false;
+    }
+    return true;
+  }
+
+  // Once disarm() returns, the target's expire() is not running and will not run.
+  void disarm(const key& k) noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
+    entries_.erase(k);
+  }
+
+ private:
+  struct entry {
+    target* t;
+    interruption why;
+  };
+
+  explicit watchdog(std::uint32_t generation) : generation_(generation) {}
+
+  void run() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      if (entries_.empty()) {
+        wake_.wait(lock);
+        continue;
+      }
+      auto first = entries_.begin();
+      if (clock::now() < first->first.first) {
+        wake_.wait_until(lock, first->first.first);
+        continue;
+      }
+      first->second.t->expire(first->second.why);
+      entries_.erase(first);
+    }
+  }
+
+  const std::uint32_t generation_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::map<key, entry> entries_;
+  std::uint64_t next_id_ = 0;
+  bool running_ = false;
+};
+
+// Arms the watchdog for the scope of one blocking rabbitmq-c call (no-op
+// without a limit).
+class deadline_scope {
+ public:
+  deadline_scope(watchdog::target& t, std::optional<std::chrono::microseconds> limit,
+                 interruption why) noexcept {
+    if (!limit) return;
+    watchdog* found = nullptr;
+    try {
+      found = &watchdog::instance();
+    } catch (...) {
+      return;  // out of memory: unbounded rather than aborted
+    }
+    watchdog& w = *found;
+    if (w.arm(watchdog::clock::now() + *limit, &t, why, key_)) dog_ = &w;
+  }
+  deadline_scope(const deadline_scope&) = delete;
+  deadline_scope& operator=(const deadline_scope&) = delete;
+  ~deadline_scope() {
+    if (dog_) dog_->disarm(key_);
+  }
+
+ private:
+  watchdog* dog_ = nullptr;
+  watchdog::key key_{};
+};
+
 // One AMQP connection (rabbitmq-c state) with its channel 1 in confirm mode.
 // Shared by amqp_connection, its channel and (weakly) by the ack callbacks of
 // the messages it delivered. All members but abandon() are called with
 // `mutex` held.
-class session : public std::enable_shared_from_this<session> {
+class session : public std::enable_shared_from_this<session>, private watchdog::target {
  public:
   static constexpr amqp_channel_t channel_id = 1;
 
@@ -215,6 +394,19 @@ class session : public std::enable_shared_from_this<session> {
 
   std::mutex mutex;
 
+  // From any thread (without `mutex`): make the operation in progress fail
+  // now, by shutdown(2) of the socket; it throws error(connection_lost)
+  // naming `why`. Never in a forked child for the parent's connection (a
+  // shutdown would end the parent's session too).
+  void interrupt(interruption why = interruption::closed) noexcept {
+    // Checked before the lock: in a forked child a parent thread may have held it.
+    if (fd_owner_.load(std::memory_order_acquire) != respool::detail::process_token()) return;
+    std::lock_guard<std::mutex> lock(fd_mutex_);
+    if (fd_ < 0) return;
+    interrupted_.store(static_cast<int>(why), std::memory_order_release);
+    ::shutdown(fd_, SHUT_RDWR);
+  }
+
   bool is_open() const noexcept { return open_.load(std::memory_order_acquire); }
   // False in a forked child for a connection made by the parent.
   bool owned_by_this_process() const noexcept {
@@ -224,21 +416,37 @@ class session : public std::enable_shared_from_this<session> {
   int heartbeat() const noexcept { return state_ ? amqp_get_heartbeat(state_) : 0; }
 
   // Open the socket, log in, open channel 1 and put it in confirm mode.
+  // The whole of it (TCP, TLS, login, channel.open, confirm.select) ends
+  // within connect_timeout (host name resolution excepted: the resolver's own).
   void connect(const ConnectionParams& params) {
     if (state_) return;
+    using clock = std::chrono::steady_clock;
+    const bool bounded = options_.connect_timeout.count() > 0;
+    const auto deadline = clock::now() + options_.connect_timeout;
+    auto left = [&] {
+      auto d = std::chrono::duration_cast<std::chrono::microseconds>(deadline - clock::now());
+      return to_timeval(std::max(d, std::chrono::microseconds(1)));
+    };
     state_ = amqp_new_connection();
     if (!state_)
       throw amqp_error(errc::connection_failed, "amqp: cannot connect to " + uri_ + ": out of memory");
     owner_ = respool::detail::process_token();
+    interrupted_.store(0, std::memory_order_release);
     try {
       amqp_socket_t* socket = options_.tls ? tls_socket() : amqp_tcp_socket_new(state_);
       if (!socket) fail_connect("cannot create a socket");
       timeval connect_tv = to_timeval(options_.connect_timeout);
-      timeval* connect_timeout = options_.connect_timeout.count() > 0 ? &connect_tv : nullptr;
+      timeval* connect_timeout = bounded ? &connect_tv : nullptr;
       int status =
           amqp_socket_open_noblock(socket, params.hostname().c_str(), params.port(), connect_timeout);
       if (status != AMQP_STATUS_OK) fail_connect(describe_open_failure(status), 0, {}, status);
-      amqp_set_handshake_timeout(state_, connect_timeout);
+      {
+        std::lock_guard<std::mutex> lock(fd_mutex_);
+        fd_ = amqp_get_sockfd(state_);
+        fd_owner_.store(owner_, std::memory_order_release);
+      }
+      timeval handshake_tv = left();
+      amqp_set_handshake_timeout(state_, bounded ? &handshake_tv : nullptr);
 
       // Client properties, merged by rabbitmq-c into its own (which already
       // announce authentication_failure_close). connection.blocked lets the
@@ -263,39 +471,49 @@ class session : public std::enable_shared_from_this<session> {
           AMQP_SASL_METHOD_PLAIN, params.userid().c_str(), params.password().c_str());
       if (reply.reply_type != AMQP_RESPONSE_NORMAL) login_failed(reply);
 
-      if (options_.read_timeout) {
-        timeval rpc = to_timeval(*options_.read_timeout);
-        amqp_set_rpc_timeout(state_, &rpc);
-      }
+      // channel.open and confirm.select: what is left of connect_timeout.
+      timeval rpc_tv = left();
+      amqp_set_rpc_timeout(state_, bounded ? &rpc_tv : nullptr);
+      rpc_limit_ = "connect_timeout";
       open_channel();
+      rpc_limit_ = "read_timeout";
+      set_rpc_timeout(options_.read_timeout);
     } catch (const amqp_error& e) {
+      rpc_limit_ = "read_timeout";
       drop();
       if (e.code() == errc::connection_failed) throw;
       throw amqp_error(errc::connection_failed, e.what(), e.reply_code(), e.reply_text());
     } catch (...) {
+      rpc_limit_ = "read_timeout";
       drop();
       throw;
     }
     open_.store(true, std::memory_order_release);
   }
 
-  // Orderly close: channel.close, connection.close (bounded by the connect
-  // timeout, 5 s at most), then free everything. Never throws. In a forked
-  // child it abandons instead.
+  // Orderly close: channel.close, connection.close (both within
+  // options.close_timeout(): connect_timeout, 5 s at most), then free
+  // everything. Never throws. In a forked child it abandons instead.
   void close() noexcept {
     if (!state_) return;
     if (respool::detail::process_token() != owner_) {
       abandon_unlocked();
       return;
     }
-    std::chrono::microseconds limit = options_.connect_timeout;
-    if (limit.count() <= 0 || limit > std::chrono::seconds(5)) limit = std::chrono::seconds(5);
-    timeval tv = to_timeval(limit);
+    using clock = std::chrono::steady_clock;
+    const auto deadline = clock::now() + options_.close_timeout();
+    rpc_limit_ = "read_timeout";
+    timeval tv = to_timeval(options_.close_timeout());
     amqp_set_rpc_timeout(state_, &tv);
     amqp_rpc_reply_t reply = amqp_channel_close(state_, channel_id, AMQP_REPLY_SUCCESS);
-    if (reply.reply_type == AMQP_RESPONSE_NORMAL ||
-        (reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD))
+    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - clock::now());
+    if (left.count() > 0 &&
+        (reply.reply_type == AMQP_RESPONSE_NORMAL || (reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+                                                      reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD))) {
+      tv = to_timeval(left);
+      amqp_set_rpc_timeout(state_, &tv);
       amqp_connection_close(state_, AMQP_REPLY_SUCCESS);
+    }
     drop();
   }
 
@@ -327,6 +545,9 @@ class session : public std::enable_shared_from_this<session> {
   bool alive() noexcept {
     if (!state_ || respool::detail::process_token() != owner_) return false;
     try {
+      // A due heartbeat is sent with no deadline by rabbitmq-c.
+      deadline_scope bound(*this, amqp_get_heartbeat(state_) > 0 ? options_.write_timeout : std::nullopt,
+                           interruption::write_timeout);
       for (int i = 0; i < 256 && state_; ++i) {
         amqp_frame_t frame;
         timeval zero{0, 0};
@@ -375,10 +596,9 @@ class session : public std::enable_shared_from_this<session> {
         drop();
         throw amqp_error(errc::connection_lost, prefix(what) + "unexpected reply from the broker");
       case AMQP_RESPONSE_LIBRARY_EXCEPTION: {
-        int status = reply.library_error;
+        std::string text = lost_text(reply.library_error);
         drop();
-        throw amqp_error(errc::connection_lost,
-                         prefix(what) + "connection lost: " + amqp_error_string2(status));
+        throw amqp_error(errc::connection_lost, prefix(what) + text);
       }
       case AMQP_RESPONSE_NONE:
       default:
@@ -467,15 +687,19 @@ class session : public std::enable_shared_from_this<session> {
 
     const std::string what =
         "basic.publish to exchange " + in_quotes(exchange) + " with routing key " + in_quotes(routing_key);
-    int status = amqp_basic_publish(state_, channel_id, bytes_of(exchange.data(), exchange.size()),
-                                    bytes_of(routing_key.data(), routing_key.size()), 0, 0, &props,
-                                    bytes_of(m.body.data(), m.body.size()));
+    int status;
+    {
+      deadline_scope bound(*this, options_.write_timeout, interruption::write_timeout);
+      status = amqp_basic_publish(state_, channel_id, bytes_of(exchange.data(), exchange.size()),
+                                  bytes_of(routing_key.data(), routing_key.size()), 0, 0, &props,
+                                  bytes_of(m.body.data(), m.body.size()));
+    }
     if (status != AMQP_STATUS_OK) {
-      drop();
       bool encoding = status == AMQP_STATUS_TABLE_TOO_BIG || status == AMQP_STATUS_BAD_AMQP_DATA;
-      throw amqp_error(encoding ? errc::encoding_error : errc::connection_lost,
-                       prefix(what) + (encoding ? "cannot encode the message: " : "connection lost: ") +
-                           amqp_error_string2(status));
+      std::string text = encoding ? std::string("cannot encode the message: ") + amqp_error_string2(status)
+                                  : lost_text(status) + "; the message may or may not have been delivered";
+      drop();
+      throw amqp_error(encoding ? errc::encoding_error : errc::connection_lost, prefix(what) + text);
     }
     if (options_.confirm_publish) wait_for_confirm(++published_, what);
     release_buffers();
@@ -501,7 +725,11 @@ class session : public std::enable_shared_from_this<session> {
 
     amqp_message_t message;
     std::memset(&message, 0, sizeof message);
-    reply = amqp_read_message(state_, channel_id, &message, 0);
+    {
+      // rabbitmq-c reads the content frames with no deadline.
+      deadline_scope bound(*this, options_.read_timeout, interruption::read_timeout);
+      reply = amqp_read_message(state_, channel_id, &message, 0);
+    }
     if (reply.reply_type != AMQP_RESPONSE_NORMAL) fail(reply, what);  // message already freed
     try {
       read_properties(message.properties, envelope);
@@ -535,11 +763,15 @@ class session : public std::enable_shared_from_this<session> {
       throw amqp_error(errc::connection_lost,
                        "amqp: " + uri_ + ": cannot ack message " + std::to_string(tag) +
                            ": the channel it came from is closed (the broker will redeliver it)");
-    int status = amqp_basic_ack(state_, channel_id, tag, 0);
+    int status;
+    {
+      deadline_scope bound(*this, options_.write_timeout, interruption::write_timeout);
+      status = amqp_basic_ack(state_, channel_id, tag, 0);
+    }
     if (status != AMQP_STATUS_OK) {
+      std::string text = lost_text(status);
       drop();
-      throw amqp_error(errc::connection_lost,
-                       prefix("basic.ack") + "connection lost: " + amqp_error_string2(status));
+      throw amqp_error(errc::connection_lost, prefix("basic.ack") + text);
     }
   }
 
@@ -701,7 +933,7 @@ class session : public std::enable_shared_from_this<session> {
         text = to_string(m->reply_text);
       }
     } else if (reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
-      text = std::string("connection lost: ") + amqp_error_string2(reply.library_error);
+      text = lost_text(reply.library_error);
     }
     drop();
     throw amqp_error(errc::connection_lost, prefix(what) + text, code, code ? text : std::string());
@@ -713,7 +945,7 @@ class session : public std::enable_shared_from_this<session> {
     std::string text = to_string(m->reply_text);
     channel_open_ = false;
     amqp_channel_close_ok_t close_ok{};
-    if (amqp_send_method(state_, channel_id, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok) != AMQP_STATUS_OK) {
+    if (send_method(channel_id, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok) != AMQP_STATUS_OK) {
       drop();
       throw amqp_error(errc::connection_lost, prefix(what) + text + " (and the connection was lost)", code,
                        text);
@@ -727,7 +959,7 @@ class session : public std::enable_shared_from_this<session> {
     const int code = m->reply_code;
     std::string text = to_string(m->reply_text);
     amqp_connection_close_ok_t close_ok{};
-    amqp_send_method(state_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &close_ok);
+    send_method(0, AMQP_CONNECTION_CLOSE_OK_METHOD, &close_ok);
     drop();
     const bool lost = code == AMQP_CONNECTION_FORCED || code == AMQP_INTERNAL_ERROR;
     throw amqp_error(lost ? errc::connection_lost : errc::channel_error,
@@ -771,7 +1003,7 @@ class session : public std::enable_shared_from_this<session> {
       } else {
         status = amqp_simple_wait_frame(state_, &frame);
       }
-      if (status == AMQP_STATUS_TIMEOUT) {
+      if (status == AMQP_STATUS_TIMEOUT && options_.read_timeout) {
         const bool was_blocked = blocked_;
         drop();
         throw amqp_error(
@@ -781,10 +1013,11 @@ class session : public std::enable_shared_from_this<session> {
                 "; the connection was closed and the message may or may not have been delivered");
       }
       if (status != AMQP_STATUS_OK) {
+        std::string text = lost_text(status);
         drop();
-        throw amqp_error(errc::connection_lost,
-                         prefix(what) + "connection lost before the broker confirmed the message: " +
-                             amqp_error_string2(status));
+        throw amqp_error(errc::connection_lost, prefix(what) + text +
+                                                    " before the broker confirmed the message; it may or "
+                                                    "may not have been delivered");
       }
       if (frame.frame_type == AMQP_FRAME_METHOD && frame.channel == channel_id) {
         if (frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
@@ -829,6 +1062,7 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void abandon_unlocked() noexcept {
+    forget_fd();
     neutralise_socket();
     if (state_) amqp_destroy_connection(state_);  // frees memory, closes the (now /dev/null) fd
     state_ = nullptr;
@@ -839,6 +1073,7 @@ class session : public std::enable_shared_from_this<session> {
   // Free the rabbitmq-c state without a protocol close (the connection is
   // broken or already closed). amqp_destroy_connection only closes the socket.
   void drop() noexcept {
+    forget_fd();
     if (state_ && respool::detail::process_token() != owner_) neutralise_socket();
     if (state_) amqp_destroy_connection(state_);
     state_ = nullptr;
@@ -847,10 +1082,56 @@ class session : public std::enable_shared_from_this<session> {
     open_.store(false, std::memory_order_release);
   }
 
+  // The socket is about to be closed: interrupt() must not touch it any more.
+  void forget_fd() noexcept {
+    if (fd_owner_.load(std::memory_order_acquire) != respool::detail::process_token())
+      return;  // a parent's socket (forked child): interrupt() ignores it; its lock may be held for ever
+    std::lock_guard<std::mutex> lock(fd_mutex_);
+    fd_ = -1;
+  }
+
+  // The watchdog's deadline passed (its thread, its lock held).
+  void expire(interruption why) noexcept override { interrupt(why); }
+
+  void set_rpc_timeout(std::optional<std::chrono::microseconds> limit) {
+    timeval tv{};
+    if (limit) tv = to_timeval(*limit);
+    amqp_set_rpc_timeout(state_, limit ? &tv : nullptr);
+  }
+
+  // amqp_send_method (no deadline in rabbitmq-c) within write_timeout.
+  int send_method(amqp_channel_t channel, amqp_method_number_t id, void* decoded) {
+    deadline_scope bound(*this, options_.write_timeout, interruption::write_timeout);
+    return amqp_send_method(state_, channel, id, decoded);
+  }
+
+  // What a failed read or write means: the I/O error, or why interrupt() cut it off.
+  std::string lost_text(int status) {
+    switch (static_cast<interruption>(interrupted_.exchange(0, std::memory_order_acq_rel))) {
+      case interruption::write_timeout:
+        return "write_timeout expired: the broker is not reading (flow control, a full socket buffer, "
+               "a stalled broker); the connection was closed";
+      case interruption::read_timeout:
+        return "read_timeout expired: no reply from the broker; the connection was closed";
+      case interruption::closed:
+        return "interrupted: the connection was closed from another thread";
+      case interruption::none:
+      default:
+        if (status == AMQP_STATUS_TIMEOUT)
+          return std::string(rpc_limit_) + " expired: no reply from the broker; the connection was closed";
+        return std::string("connection lost: ") + amqp_error_string2(status);
+    }
+  }
+
   std::string uri_;
   amqp_options options_;
   amqp_connection_state_t state_ = nullptr;
-  std::uint64_t owner_ = 0;  // respool::detail::process_token() of the connecting process
+  std::mutex fd_mutex_;                     // guards fd_ against interrupt() from other threads
+  int fd_ = -1;                             // the socket while interrupt() may shut it down
+  std::atomic<std::uint64_t> fd_owner_{0};  // process_token() of the process fd_ belongs to
+  std::atomic<int> interrupted_{0};         // an interruption: why interrupt() shut the socket down
+  const char* rpc_limit_ = "read_timeout";  // what bounds the RPC in progress (for messages)
+  std::uint64_t owner_ = 0;                 // respool::detail::process_token() of the connecting process
   std::atomic<bool> open_{false};
   bool channel_open_ = false;
   bool blocked_ = false;
@@ -970,7 +1251,10 @@ class amqp_connection final : public connection_impl {
     if (!lock.owns_lock()) return session_->is_open();  // in use by an ack elsewhere
     return session_->alive();
   }
-  // channel.close + connection.close (bounded wait), then frees everything.
+  // channel.close + connection.close (within amqp_options::close_timeout()),
+  // then frees everything. From another thread, while an operation runs, it
+  // first interrupts it (shutdown(2): the operation throws connection_lost),
+  // so it returns within that bound too. Never throws.
   void close() noexcept override {
     if (!session_) return;
     std::unique_lock<std::mutex> lock(session_->mutex, std::defer_lock);
@@ -998,9 +1282,12 @@ class amqp_connection final : public connection_impl {
 
  private:
   // In a forked child never wait for the mutex (a parent thread may hold it).
+  // In this process, interrupt the operation that holds it (it then fails at
+  // once and lets go).
   bool try_lock_for_close(std::unique_lock<std::mutex>& lock) noexcept {
     if (lock.try_lock()) return true;
     if (!session_->owned_by_this_process()) return false;
+    session_->interrupt(respool::detail::amqp::interruption::closed);
     lock.lock();
     return true;
   }

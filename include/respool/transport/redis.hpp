@@ -8,11 +8,17 @@
 //
 // URL: redis://[user[:password]@]host[:port][/db][?connect_timeout=s&socket_timeout=s]
 //   * password (and user, Redis 6 ACL) -> AUTH, db -> SELECT; then PING.
-//   * connect_timeout (default 5 s; 0 = the OS default) bounds the TCP
-//     connect; socket_timeout (default: none; 0 = none) bounds every later
-//     read and write, and the handshake (which otherwise uses connect_timeout).
-//     Seconds, fractions allowed. `socket_connect_timeout` (kombu's transport
-//     option name) is accepted as an alias of connect_timeout.
+//   * Timeouts (seconds, fractions allowed; the table of every timeout is in
+//     docs/transports.md):
+//       connect_timeout (default 5; 0 = the OS's limit) bounds connect() as a
+//         whole: the TCP connect and the AUTH/SELECT/PING handshake.
+//         `socket_connect_timeout` (kombu's transport option name) is an alias.
+//       socket_timeout (default 5, redis::options::default_socket_timeout;
+//         0 = none) bounds every read and write on the socket (a server that
+//         stops answering or stops reading): the operation throws
+//         error(connection_lost) and the connection is closed. It also bounds
+//         the whole restore of unacked messages in close().
+//     close() from another thread interrupts a blocked operation (shutdown(2)).
 //   * rediss:// (TLS) is registered but connect() throws
 //     error(connection_failed, "... TLS ... not supported"): the hiredis this
 //     is built on (0.14) has no TLS.
@@ -44,6 +50,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <map>
@@ -88,9 +95,29 @@ struct options {
   std::string userid;                           // AUTH user password (Redis 6 ACL) if set
   std::string password;                         // AUTH password if set
   std::optional<double> connect_timeout = 5.0;  // seconds; nullopt: the OS default
-  std::optional<double> socket_timeout;         // seconds; nullopt: none
-  bool tls = false;                             // rediss:// (not supported: connect() throws)
-  std::string uri;                              // sanitised (password masked), for messages
+  // socket_timeout as the URL gives it: nullopt = not given (then
+  // default_socket_timeout applies), 0 = explicitly none. io_timeout() is
+  // the one in force.
+  std::optional<double> socket_timeout;
+  bool tls = false;  // rediss:// (not supported: connect() throws)
+  std::string uri;   // sanitised (password masked), for messages
+
+  // The socket_timeout used when the URL gives none: a Redis command takes
+  // milliseconds, so a server silent for this long is stalled (SIGSTOP, a
+  // black-holed peer, a full socket buffer). kombu/redis-py wait forever.
+  static constexpr double default_socket_timeout = 5.0;
+
+  // The read/write timeout in force, in seconds (nullopt: none, only when the
+  // URL says socket_timeout=0).
+  std::optional<double> io_timeout() const {
+    if (!socket_timeout) return default_socket_timeout;
+    if (*socket_timeout <= 0) return std::nullopt;
+    return socket_timeout;
+  }
+
+  // The longest close() spends putting unacked messages back (one deadline
+  // for all of them): the io timeout, or default_socket_timeout if there is none.
+  double close_timeout() const { return io_timeout().value_or(default_socket_timeout); }
 
   // Reads params (transport "redis" or "rediss"). Throws error(invalid_url)
   // for a bad timeout value or database number.
@@ -130,7 +157,7 @@ struct options {
     };
     if (auto v = seconds("socket_connect_timeout")) o.connect_timeout = *v;
     if (auto v = seconds("connect_timeout")) o.connect_timeout = *v;
-    if (auto v = seconds("socket_timeout")) o.socket_timeout = *v;
+    if (auto v = seconds("socket_timeout")) o.socket_timeout = v->value_or(0.0);  // 0: none
     return o;
   }
 };
@@ -152,6 +179,11 @@ struct session {
   // before. A generation is an atomic load where getpid() is a system call,
   // and this is asked several times per operation.
   std::atomic<std::uint64_t> owner{0};
+  // The fork generation this session was made in: another one means a
+  // parent thread may have held `mutex` (and been inside `client`) at a fork.
+  const std::uint32_t made_in = respool::detail::fork_generation();
+
+  bool forked_since_made() const noexcept { return made_in != respool::detail::fork_generation(); }
 
   // True in a forked child for a session its parent opened.
   bool inherited() const noexcept {
@@ -263,13 +295,20 @@ class redis_connection final : public connection_impl {
     std::lock_guard<std::mutex> lock(s->mutex);
     if (s->client.is_open()) return;
     auto& c = s->client;
-    c.open(options_.host, options_.port, options_.connect_timeout,
-           options_.socket_timeout ? options_.socket_timeout : options_.connect_timeout, options_.uri);
+    const auto start = respool::detail::redis::client::clock::now();
+    respool::detail::ensure_atfork_registered();
+    // Before the socket exists: a child forked from here on sees the session as inherited.
+    s->owner.store(std::uint64_t{respool::detail::fork_generation()} + 1, std::memory_order_release);
+    c.open(options_.host, options_.port, options_.connect_timeout, options_.io_timeout(), options_.uri);
     try {
+      // The handshake ends within connect_timeout of the start (each command
+      // also within socket_timeout).
+      if (options_.connect_timeout)
+        c.set_deadline(start + std::chrono::duration_cast<respool::detail::redis::client::clock::duration>(
+                                   std::chrono::duration<double>(*options_.connect_timeout)),
+                       "connect_timeout");
       handshake(c);
-      c.set_io_timeout(options_.socket_timeout);
-      respool::detail::ensure_atfork_registered();
-      s->owner.store(std::uint64_t{respool::detail::fork_generation()} + 1, std::memory_order_release);
+      c.clear_deadline();
     } catch (const error& e) {
       c.close();
       if (e.code() == errc::connection_failed) throw;
@@ -322,13 +361,25 @@ class redis_connection final : public connection_impl {
     if (s->abandoned.load(std::memory_order_acquire)) return;
     std::unique_lock<std::mutex> lock(s->mutex, std::try_to_lock);
     if (!lock.owns_lock()) {
+      if (s->forked_since_made()) {  // held by a parent thread at the fork, perhaps: never wait
+        lock = {};
+        abandon();
+        return;
+      }
       s->client.interrupt();
       lock.lock();
     }
-    if (s->client.is_open()) {
+    if (s->client.is_open() && !s->delivered.empty()) {
       try {
+        // One deadline for the whole restore: what is not back by then stays
+        // in "unacked" (kombu's visibility-timeout sweep restores it).
+        s->client.set_deadline(
+            respool::detail::redis::client::clock::now() +
+                std::chrono::duration_cast<respool::detail::redis::client::clock::duration>(
+                    std::chrono::duration<double>(options_.close_timeout())),
+            "the close deadline (socket_timeout)");
         restore_unacked(*s);
-      } catch (...) {  // the connection broke: what is left stays in "unacked"
+      } catch (...) {  // the connection broke or the deadline passed: the rest stays in "unacked"
       }
     }
     s->client.close();
@@ -336,24 +387,44 @@ class redis_connection final : public connection_impl {
 
   // For a forked child: frees the inherited hiredis context, which closes
   // the inherited descriptor and writes nothing (redisFree() does not write;
-  // the parent's connection is unaffected). Takes no lock. Unacked messages
-  // are left to the parent. Afterwards the connection is closed and
-  // connect() opens a new one. Messages got before can no longer be acked.
+  // the parent's connection is unaffected). Unacked messages are left to the
+  // parent. Afterwards the connection is closed and connect() opens a new
+  // one. Messages got before can no longer be acked.
+  //
+  // The context is freed only when nobody is using it (as the amqp
+  // transport does): in a forked child the mutex is only tried (a parent
+  // thread may have held it at the fork, in the middle of hiredis); if it is
+  // held, the descriptor is pointed at /dev/null and the context leaked
+  // instead. In the process that made the connection, an operation running
+  // in another thread is interrupted (shutdown(2)) and waited for.
   void abandon() noexcept override {
-    auto old = std::exchange(session_, nullptr);
-    old->abandoned.store(true, std::memory_order_release);
-    old->client.abandon();
-    try {
-      session_ = std::make_shared<respool::detail::redis::session>();
-      session_->exchanges = old->exchanges;  // no lock: a parent thread may have held it; read as is
-    } catch (...) {
-      session_ = old;  // out of memory: stay abandoned
-      return;
+    auto old = session_;
+    const bool forked = old->forked_since_made();
+    std::unique_lock<std::mutex> lock(old->mutex, std::try_to_lock);
+    if (!lock.owns_lock() && !forked) {
+      old->client.interrupt();
+      lock.lock();
     }
-    // The old session's mutex may be locked for ever (held by a parent
-    // thread at fork time): destroying a locked mutex is undefined, so the
-    // old session is deliberately leaked.
-    new std::shared_ptr<respool::detail::redis::session>(std::move(old));
+    old->abandoned.store(true, std::memory_order_release);
+    if (!lock.owns_lock())
+      old->client.leak();  // in use by a parent thread at the fork: do not touch the context
+    else if (forked)
+      old->client.abandon();  // no lock inside: a parent thread may have held close_mutex_
+    else
+      old->client.close();
+    std::shared_ptr<respool::detail::redis::session> fresh;
+    try {
+      fresh = std::make_shared<respool::detail::redis::session>();
+      fresh->exchanges = old->exchanges;  // the lock may be a parent thread's: read as is
+    } catch (...) {
+      return;  // out of memory: stay abandoned
+    }
+    if (lock.owns_lock()) lock.unlock();
+    session_ = std::move(fresh);
+    // In a forked child the old session's mutex may be locked for ever (held
+    // by a parent thread at fork time): destroying a locked mutex is
+    // undefined, so the old session is deliberately leaked there.
+    if (forked) new std::shared_ptr<respool::detail::redis::session>(std::move(old));
   }
 
   // The connection's channel. Throws error(connection_lost) when not connected.
