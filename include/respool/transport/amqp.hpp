@@ -8,8 +8,9 @@
 //
 // URL: amqp://USER:PASSWORD@HOST:PORT/VHOST?OPTIONS (kombu's format; defaults
 // guest/guest, localhost, 5672 (amqps 5671), vhost "/"). Query options:
-//   connect_timeout=S   seconds for the TCP (and TLS) connect and for the
-//                       login handshake; default 5 (kombu's); 0 = no limit
+//   connect_timeout=S   seconds for the whole connect(): TCP (and TLS)
+//                       connect, login handshake, channel set-up; default 5
+//                       (kombu's); 0 = no limit
 //   heartbeat=S         heartbeat interval negotiated with the broker;
 //                       default 0 = off (kombu's default). rabbitmq-c only
 //                       services heartbeats inside API calls (publish, get,
