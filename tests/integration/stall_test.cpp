@@ -20,6 +20,8 @@
 // RESPOOL_AMQP_URL, RESPOOL_AMQP_PORT (tests/run); a test whose servers are
 // not given is skipped with a warning. No sleeps: waits poll a condition.
 #include <hiredis/hiredis.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -517,6 +519,75 @@ TEST_CASE("amqp: close(), force_close_all() and pools::reset() from another thre
     auto r = interrupt_blocked_publish(proxy, *lease, small_message(), [&] { pools::reset(); });
     check_returned(r.stop, 5);
     check_failed(r.publish, errc::connection_lost, 10, "another thread");
+  }
+}
+
+// ---------------------------------------------------------------- fork
+
+// A child forked while a parent thread is blocked in a publish (holding the
+// connection's lock, inside hiredis / rabbitmq-c) abandons the inherited
+// connection without waiting for that lock, without freeing state the
+// parent's thread was using and without touching the socket: the parent's
+// publish completes once the broker answers again.
+TEST_CASE("abandon() in a child forked during a blocked publish leaves the parent's publish alone",
+          "[redis][amqp][stall][integration]") {
+  std::string base, query;
+  SECTION("redis://") {
+    const char* u = env("RESPOOL_REDIS_URL");
+    if (!u) {
+      WARN("skipped: RESPOOL_REDIS_URL not set (run tests/run)");
+      return;
+    }
+    base = u;
+    query = "socket_timeout=60";
+  }
+  SECTION("amqp://") {
+    const char* u = env("RESPOOL_AMQP_URL");
+    if (!u) {
+      WARN("skipped: RESPOOL_AMQP_URL not set (run tests/run)");
+      return;
+    }
+    base = u;
+    query = "read_timeout=60&write_timeout=60";
+  }
+  stall_server proxy(port_of(base));
+  const auto scheme = ConnectionParams::parse(base).transport();
+  Connection c(scheme == "redis" ? redis_url(proxy.port(), query) : amqp_url(proxy.port(), query));
+  c.connect();
+  const std::string q = unique("fork");
+  proxy.freeze();
+  const std::size_t before = proxy.pending();
+  outcome published;
+  std::thread publisher(
+      [&] { published = timed("publish", [&] { c.default_channel().publish(small_message(), "", q); }); });
+  REQUIRE(eventually([&] { return proxy.pending() > before; }));
+
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    auto& impl = c.transport_impl();
+    impl.abandon();  // the lock is a parent thread's: must neither wait nor free nor write
+    impl.close();    // as abandon() in a child
+    ::_exit(impl.connected() ? 1 : 0);
+  }
+  int status = 0;
+  const bool exited = eventually([&] { return ::waitpid(child, &status, WNOHANG) == child; });
+  if (!exited) {  // stuck on the parent's lock
+    ::kill(child, SIGKILL);
+    ::waitpid(child, &status, 0);
+  }
+  CHECK(exited);
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+
+  proxy.thaw();
+  publisher.join();
+  INFO(published.what);
+  CHECK_FALSE(published.threw);  // the parent's session was not disturbed
+  CHECK(c.connected());
+  if (scheme == "redis") {
+    c.default_channel().purge(q);
+  } else {
+    c.close();
   }
 }
 
