@@ -381,7 +381,7 @@ class deadline_scope {
 // Shared by amqp_connection, its channel and (weakly) by the ack callbacks of
 // the messages it delivered. All members but abandon() are called with
 // `mutex` held.
-class session : public std::enable_shared_from_this<session>, private watchdog::target {
+class session final : public std::enable_shared_from_this<session>, private watchdog::target {
  public:
   static constexpr amqp_channel_t channel_id = 1;
 
