@@ -273,7 +273,8 @@ std::vector<outcome> amqp_frozen(const std::string& amqp_base, const std::string
   const std::string q = unique("frozen");
   amqp_connection confirm(params), large(params), declarer(params), getter(params), acker(params),
       closer(params);
-  for (auto* c : {&confirm, &large, &declarer, &getter, &acker, &closer}) c->connect();
+  amqp_connection unconfirmed(ConnectionParams::parse(with_query(url, "confirm_publish=0")));
+  for (auto* c : {&confirm, &large, &declarer, &getter, &acker, &closer, &unconfirmed}) c->connect();
   acker.channel().declare_queue(Queue{q, Exchange{""}, q});
   acker.channel().publish(small_message(), "", q);
   std::optional<Message> held;
@@ -297,6 +298,8 @@ std::vector<outcome> amqp_frozen(const std::string& amqp_base, const std::string
     amqp_connection fresh(params);
     fresh.connect();
   }));
+  out.push_back(timed("amqp stalled mid-session: publish 8 MB without confirms (blocks writing)",
+                      [&] { unconfirmed.channel().publish(large_message(), "", q); }));
   proxy.thaw();
   {
     auto lease = pool.acquire(5s);
@@ -478,7 +481,7 @@ TEST_CASE("amqp broker stalled mid-session (no answer, no reading): every call r
           "[amqp][stall][integration]") {
   RESPOOL_URL_OR_SKIP("RESPOOL_AMQP_URL");
   auto out = amqp_frozen(url, "connect_timeout=0.5&read_timeout=0.5&write_timeout=0.5");
-  REQUIRE(out.size() == 7);
+  REQUIRE(out.size() == 8);
   check_failed(out[0], errc::connection_lost, 1.5, "read_timeout");
   check_failed(out[1], errc::connection_lost, 1.5 + large_message_allowance, "write_timeout");
   check_failed(out[2], errc::connection_lost, 1.5, "read_timeout");
@@ -490,6 +493,7 @@ TEST_CASE("amqp broker stalled mid-session (no answer, no reading): every call r
   }
   check_returned(out[5], 1.5);
   check_failed(out[6], errc::connection_failed, 1.5);
+  check_failed(out[7], errc::connection_lost, 1.5 + large_message_allowance, "write_timeout");
 }
 
 TEST_CASE("amqp: close(), force_close_all() and pools::reset() from another thread end a blocked publish",
