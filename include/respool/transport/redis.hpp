@@ -396,15 +396,13 @@ class redis_connection final : public connection_impl {
   // thread may have held it at the fork, in the middle of hiredis); if it is
   // held, the descriptor is pointed at /dev/null and the context leaked
   // instead. In the process that made the connection, an operation running
-  // in another thread is interrupted (shutdown(2)) and waited for.
+  // in another thread is waited for (it ends within socket_timeout); nothing
+  // is done to the socket but close(2).
   void abandon() noexcept override {
     auto old = session_;
     const bool forked = old->forked_since_made();
     std::unique_lock<std::mutex> lock(old->mutex, std::try_to_lock);
-    if (!lock.owns_lock() && !forked) {
-      old->client.interrupt();
-      lock.lock();
-    }
+    if (!lock.owns_lock() && !forked) lock.lock();
     old->abandoned.store(true, std::memory_order_release);
     if (!lock.owns_lock())
       old->client.leak();  // in use by a parent thread at the fork: do not touch the context
