@@ -74,7 +74,9 @@
 // write_timeout, close() min(connect_timeout, 5 s). rabbitmq-c sends a
 // publish and an ack with no deadline, so those are bounded by a watchdog
 // thread (one per process, started on first use) that shuts the socket down
-// when an operation outlives its deadline.
+// when an operation outlives its deadline. With heartbeats on (rabbitmq-c
+// may send one, with no deadline, inside any wait) every operation is also
+// bounded by read_timeout + write_timeout.
 //
 // Wire layout, failure table and kombu interop: docs/transports.md (amqp://).
 #pragma once
@@ -621,6 +623,7 @@ class session final : public std::enable_shared_from_this<session>, private watc
 
   void declare_exchange(const Exchange& e) {
     ensure_open();
+    deadline_scope backstop(*this, heartbeat_backstop(), interruption::write_timeout);
     if (e.name.empty()) return;  // the default exchange always exists and cannot be declared
     check_shortstr(e.name, "exchange name");
     check_shortstr(e.type, "exchange type");
@@ -632,6 +635,7 @@ class session final : public std::enable_shared_from_this<session>, private watc
 
   void declare_queue(const Queue& q) {
     ensure_open();
+    deadline_scope backstop(*this, heartbeat_backstop(), interruption::write_timeout);
     if (q.name.empty())
       throw amqp_error(errc::channel_error, "amqp: " + uri_ + ": queue.declare: a queue needs a name");
     check_shortstr(q.name, "queue name");
@@ -642,6 +646,7 @@ class session final : public std::enable_shared_from_this<session>, private watc
 
   void bind_queue(const Queue& q) {
     ensure_open();
+    deadline_scope backstop(*this, heartbeat_backstop(), interruption::write_timeout);
     if (q.exchange.name.empty()) return;  // the default exchange binds every queue by its name
     check_shortstr(q.name, "queue name");
     check_shortstr(q.exchange.name, "exchange name");
@@ -655,6 +660,7 @@ class session final : public std::enable_shared_from_this<session>, private watc
 
   void publish(const Envelope& m, std::string_view exchange, std::string_view routing_key) {
     ensure_open();
+    deadline_scope backstop(*this, heartbeat_backstop(), interruption::write_timeout);
     check_shortstr(exchange, "exchange name");
     check_shortstr(routing_key, "routing key");
     check_shortstr(m.content_type, "content_type");
@@ -708,6 +714,7 @@ class session final : public std::enable_shared_from_this<session>, private watc
 
   std::optional<Message> get(std::string_view queue, bool no_ack) {
     ensure_open();
+    deadline_scope backstop(*this, heartbeat_backstop(), interruption::write_timeout);
     check_shortstr(queue, "queue name");
     const std::string what = "basic.get from queue " + in_quotes(queue);
     amqp_rpc_reply_t reply =
@@ -778,6 +785,7 @@ class session final : public std::enable_shared_from_this<session>, private watc
 
   std::size_t queue_size(std::string_view queue) {
     ensure_open();
+    deadline_scope backstop(*this, heartbeat_backstop(), interruption::write_timeout);
     check_shortstr(queue, "queue name");
     auto* ok = amqp_queue_declare(state_, channel_id, bytes_of(queue.data(), queue.size()), 1, 0, 0, 0,
                                   amqp_empty_table);
@@ -794,6 +802,7 @@ class session final : public std::enable_shared_from_this<session>, private watc
 
   std::size_t purge(std::string_view queue) {
     ensure_open();
+    deadline_scope backstop(*this, heartbeat_backstop(), interruption::write_timeout);
     check_shortstr(queue, "queue name");
     auto* ok = amqp_queue_purge(state_, channel_id, bytes_of(queue.data(), queue.size()));
     check("queue.purge " + in_quotes(queue));
@@ -804,6 +813,7 @@ class session final : public std::enable_shared_from_this<session>, private watc
 
   std::size_t delete_queue(std::string_view queue) {
     ensure_open();
+    deadline_scope backstop(*this, heartbeat_backstop(), interruption::write_timeout);
     check_shortstr(queue, "queue name");
     auto* ok = amqp_queue_delete(state_, channel_id, bytes_of(queue.data(), queue.size()), 0, 0);
     check("queue.delete " + in_quotes(queue));
@@ -814,6 +824,7 @@ class session final : public std::enable_shared_from_this<session>, private watc
 
   void delete_exchange(std::string_view exchange) {
     ensure_open();
+    deadline_scope backstop(*this, heartbeat_backstop(), interruption::write_timeout);
     check_shortstr(exchange, "exchange name");
     amqp_exchange_delete(state_, channel_id, bytes_of(exchange.data(), exchange.size()), 0);
     check("exchange.delete " + in_quotes(exchange));
@@ -1098,6 +1109,15 @@ class session final : public std::enable_shared_from_this<session>, private watc
     timeval tv{};
     if (limit) tv = to_timeval(*limit);
     amqp_set_rpc_timeout(state_, limit ? &tv : nullptr);
+  }
+
+  // With heartbeats on, rabbitmq-c may send one inside any wait, with no
+  // deadline: a whole operation then also ends within read_timeout +
+  // write_timeout (none if either is off, or without heartbeats).
+  std::optional<std::chrono::microseconds> heartbeat_backstop() const {
+    if (!state_ || amqp_get_heartbeat(state_) <= 0 || !options_.read_timeout || !options_.write_timeout)
+      return std::nullopt;
+    return *options_.read_timeout + *options_.write_timeout;
   }
 
   // amqp_send_method (no deadline in rabbitmq-c) within write_timeout.
