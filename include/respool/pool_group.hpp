@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -31,11 +32,14 @@ inline constexpr use_default_limit_t use_default_limit{};
 // called concurrently. Looking up an existing key takes no lock and writes
 // no shared memory (an open-addressing table of immutable entries, replaced
 // whole when it grows), so pools::connections adds no global lock to the
-// acquire path; creating a pool for a new key takes the group's mutex.
+// acquire path; creating a pool for a new key takes the group's mutex
+// briefly (the factory runs outside it: threads asking for the same new key
+// wait for that one factory call, others go on). resize() and reset() close
+// resources outside that mutex, so lookups never wait for their I/O.
 // After fork(), the child's group starts empty: pools inherited from the
 // parent are abandoned, never closed or touched.
 template <class Key, class Pool>
-class PoolGroup : private detail::group_base {
+class PoolGroup {
  public:
   using key_type = Key;
   using pool_type = Pool;
@@ -49,32 +53,19 @@ class PoolGroup : private detail::group_base {
   PoolGroup(const PoolGroup&) = delete;
   PoolGroup& operator=(const PoolGroup&) = delete;
 
-  ~PoolGroup() override {
-    detail::unregister_group(this);
+  ~PoolGroup() {
+    detail::unregister_group(&entry_);
     if (generation_.load(std::memory_order_relaxed) != detail::fork_generation())
       forget();  // inherited: leak, don't close
   }
 
   // The pool for `key`, created on first use. Throws what the factory throws
-  // (nothing is remembered then).
+  // (nothing is remembered then; a thread that waited for that call tries again).
   Pool& operator[](const Key& key) {
     check_fork();
     const std::size_t hash = hasher{}(key);
     if (Pool* pool = find(table_.load(std::memory_order_acquire), key, hash)) return *pool;
-
-    std::lock_guard<std::mutex> lock(mutex_);
-    table* t = table_.load(std::memory_order_relaxed);
-    if (Pool* pool = find(t, key, hash)) return *pool;  // another thread made it meanwhile
-    // Under the lock, so the factory runs once per key. Pool construction is
-    // cheap (resources are created lazily).
-    auto made =
-        std::make_unique<node>(node{hash, key, factory_(key, limit_.load(std::memory_order_relaxed))});
-    if ((t->count + 1) * 2 > t->mask + 1) t = grow(t);
-    node* n = made.get();
-    nodes_.push_back(std::move(made));
-    insert(t, n);
-    ++t->count;
-    return *n->pool;
+    return make_pool(key, hash);
   }
 
   // The limit given to every pool of the group.
@@ -85,11 +76,10 @@ class PoolGroup : private detail::group_base {
 
   // Resize every pool (see Resource::resize). A group built with
   // use_default_limit stops following the default after an explicit resize
-  // (one that worked: a refused resize changes nothing).
-  void resize(std::size_t limit, bool force = false) {
-    do_resize(limit, force);
-    follows_default_.store(false, std::memory_order_relaxed);
-  }
+  // (one that worked: a refused resize changes nothing). If a pool refuses
+  // (its use grew past the new limit meanwhile, without force), the pools
+  // already resized get their old limit back and the error propagates.
+  void resize(std::size_t limit, bool force = false) { do_resize(limit, force, true); }
 
   // Number of pools (distinct keys seen since construction or reset()).
   std::size_t size() const {
@@ -103,7 +93,7 @@ class PoolGroup : private detail::group_base {
   // later acquires on them throw pool_closed) and kept until the group dies,
   // so a reference another thread looked up just before the reset never
   // dangles. Leases still out stay valid and give back a dead slot.
-  void reset() override {
+  void reset() {
     check_fork();
     std::vector<node*> old;
     {
@@ -118,9 +108,7 @@ class PoolGroup : private detail::group_base {
   }
 
   // True if the group follows the global default limit.
-  bool follows_default_limit() const noexcept override {
-    return follows_default_.load(std::memory_order_relaxed);
-  }
+  bool follows_default_limit() const noexcept { return follows_default_.load(std::memory_order_relaxed); }
 
  private:
   struct hasher {
@@ -150,10 +138,71 @@ class PoolGroup : private detail::group_base {
         factory_(std::move(factory)),
         generation_(detail::fork_generation()) {
     table_.store(new_table(initial_capacity), std::memory_order_relaxed);
+    entry_.self = this;
+    entry_.apply_default_limit = [](void* self, std::size_t l, bool force) {
+      static_cast<PoolGroup*>(self)->do_resize(l, force, false);
+    };
+    entry_.reset = [](void* self) { static_cast<PoolGroup*>(self)->reset(); };
     // A group that follows the default reads it under the registry lock, as
     // it registers: a set_default_limit() racing with this constructor
-    // either comes before (and is read here) or after (and resizes us).
-    detail::register_group(this, follows ? &limit_ : nullptr);
+    // either comes before (and is read here) or after (and resizes us). The
+    // registry calls through entry_ (plain function pointers), never through
+    // a vtable that derived constructors are still writing.
+    detail::register_group(&entry_, follows ? &limit_ : nullptr);
+  }
+
+  // operator[]'s slow path: make the pool for a new key, the factory running
+  // outside mutex_ and once per key.
+  [[gnu::noinline]] Pool& make_pool(const Key& key, std::size_t hash) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      if (Pool* pool = find(table_.load(std::memory_order_relaxed), key, hash)) return *pool;
+      bool pending = false;
+      for (const auto& p : pending_) pending = pending || (p.hash == hash && *p.key == key);
+      if (!pending) break;
+      made_.wait(lock);  // another thread is running the factory for this key
+    }
+    pending_.push_back({hash, &key});
+    const std::size_t limit = limit_.load(std::memory_order_relaxed);
+    lock.unlock();
+    auto done_pending = [&] {
+      for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+        if (it->key == &key) {
+          pending_.erase(it);
+          break;
+        }
+      }
+      made_.notify_all();
+    };
+    std::unique_ptr<node> made;
+    try {
+      made = std::make_unique<node>(node{hash, key, factory_(key, limit)});
+    } catch (...) {
+      lock.lock();
+      done_pending();
+      throw;
+    }
+    lock.lock();
+    done_pending();
+    table* t = table_.load(std::memory_order_relaxed);
+    if ((t->count + 1) * 2 > t->mask + 1) t = grow(t);
+    node* n = made.get();
+    nodes_.push_back(std::move(made));
+    insert(t, n);
+    ++t->count;
+    const bool stale = limit_.load(std::memory_order_relaxed) != limit;
+    lock.unlock();
+    if (stale) {
+      // A resize ran while the factory did and did not see this pool: bring
+      // it to the group's limit, in line with other resizes.
+      std::lock_guard<std::mutex> resizing(resize_mutex_);
+      try {
+        n->pool->resize(limit_.load(std::memory_order_acquire), false);
+      } catch (...) {
+        // A brand-new pool has nothing in use: cannot refuse.
+      }
+    }
+    return *n->pool;
   }
 
   // Fibonacci hashing spreads even identity hashes (std::hash<int>) over the table.
@@ -198,19 +247,49 @@ class PoolGroup : private detail::group_base {
     return bigger;
   }
 
-  void apply_default_limit(std::size_t limit, bool force) override { do_resize(limit, force); }
-
-  void do_resize(std::size_t limit, bool force) {
+  // Resize every pool to `limit`. `explicit_call`: resize() (stops following
+  // the default); otherwise set_limit applying the default (skipped once the
+  // group stopped following it). Pools are resized outside mutex_; resizes
+  // are serialised by resize_mutex_, so the last one wins in every pool.
+  void do_resize(std::size_t limit, bool force, bool explicit_call) {
     check_fork();
-    std::lock_guard<std::mutex> lock(mutex_);
-    const auto pools = entries(table_.load(std::memory_order_relaxed));
-    // Check first, so that a refusal leaves every pool as it was.
+    std::lock_guard<std::mutex> resizing(resize_mutex_);
+    if (!explicit_call && !follows_default_.load(std::memory_order_relaxed)) return;
+    std::vector<node*> pools;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      pools = entries(table_.load(std::memory_order_relaxed));
+    }
+    // Check first, so that a refusal (nearly always) leaves every pool as it was.
     if (!force && limit != 0) {
       for (node* n : pools)
         if (n->pool->stats().in_use > limit) n->pool->resize(limit, false);  // throws pool_in_use
     }
-    limit_.store(limit, std::memory_order_release);
-    for (node* n : pools) n->pool->resize(limit, force);
+    std::size_t previous;
+    {
+      // Pools made from now on get the new limit; the ones made meanwhile are in the new snapshot.
+      std::lock_guard<std::mutex> lock(mutex_);
+      previous = limit_.exchange(limit, std::memory_order_acq_rel);
+      pools = entries(table_.load(std::memory_order_relaxed));
+    }
+    std::vector<node*> done;
+    try {
+      for (node* n : pools) {
+        n->pool->resize(limit, force);
+        done.push_back(n);
+      }
+    } catch (...) {
+      // Use grew between the check and here: undo, so nothing is half-applied.
+      limit_.store(previous, std::memory_order_release);
+      for (node* n : done) {
+        try {
+          n->pool->resize(previous, false);
+        } catch (...) {
+        }
+      }
+      throw;
+    }
+    if (explicit_call) follows_default_.store(false, std::memory_order_relaxed);
   }
 
   void check_fork() {
@@ -219,6 +298,9 @@ class PoolGroup : private detail::group_base {
     const auto now = detail::fork_generation();
     if (generation_.load(std::memory_order_relaxed) == now) return;
     forget();
+    // A set_limit() of the parent may have been half-way through this group.
+    if (follows_default_.load(std::memory_order_relaxed))
+      limit_.store(detail::default_limit(), std::memory_order_relaxed);
     generation_.store(now, std::memory_order_release);
   }
 
@@ -229,12 +311,24 @@ class PoolGroup : private detail::group_base {
     // destructor; a parent thread may even have been half-way through an
     // insert, or have held the mutex.
     ::new (static_cast<void*>(&mutex_)) std::mutex;
+    ::new (static_cast<void*>(&resize_mutex_)) std::mutex;
+    ::new (static_cast<void*>(&made_)) std::condition_variable;
+    ::new (static_cast<void*>(&pending_)) std::vector<pending_key>;
     ::new (static_cast<void*>(&nodes_)) std::vector<std::unique_ptr<node>>;
     ::new (static_cast<void*>(&tables_)) std::vector<std::unique_ptr<table>>;
     table_.store(new_table(initial_capacity), std::memory_order_release);
   }
 
-  mutable std::mutex mutex_;  // inserts, resize, reset; never taken to look up an existing key
+  struct pending_key {
+    std::size_t hash;
+    const Key* key;  // the key of the thread running the factory (alive until it is done)
+  };
+
+  mutable std::mutex mutex_;      // inserts, snapshots for resize/reset; never held across I/O or a factory
+  std::mutex resize_mutex_;       // serialises resizes (held while they close resources)
+  std::condition_variable made_;  // a factory call finished (mutex_)
+  std::vector<pending_key> pending_;  // keys whose factory is running (mutex_)
+  detail::group_entry entry_;
   std::atomic<table*> table_{nullptr};
   std::vector<std::unique_ptr<table>> tables_;  // every table made, current one last
   std::vector<std::unique_ptr<node>> nodes_;    // every entry made (reset ones too: references stay valid)

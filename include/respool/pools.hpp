@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "respool/connection.hpp"
 #include "respool/connection_params.hpp"
@@ -85,9 +86,38 @@ class Producers : public respool::detail::params_group<ProducerPool> {
   }
 };
 
+// A handle to one of the process-wide groups. It holds nothing and is
+// constant-initialised, so it works from any translation unit's static
+// constructors and destructors, whatever the link order: the group itself is
+// created on first use (and never destroyed). Use it like the group
+// (handle[url], handle.limit(), ...); it converts to a reference to it.
+template <class Group, Group& (*Get)()>
+class group_handle {
+ public:
+  using group_type = Group;
+  constexpr group_handle() noexcept = default;
+
+  // The group (created on first use).
+  Group& get() const { return Get(); }
+  operator Group&() const { return Get(); }
+  Group& operator*() const { return Get(); }
+  Group* operator->() const { return &Get(); }
+
+  // As the group's members.
+  template <class Key>
+  decltype(auto) operator[](Key&& key) const {
+    return Get()[std::forward<Key>(key)];
+  }
+  std::size_t limit() const { return Get().limit(); }
+  void resize(std::size_t limit, bool force = false) const { Get().resize(limit, force); }
+  std::size_t size() const { return Get().size(); }
+  void reset() const { Get().reset(); }
+  bool follows_default_limit() const { return Get().follows_default_limit(); }
+};
+
 // The process-wide groups; they follow the global limit.
-inline Connections& connections = respool::detail::global_connections();
-inline Producers& producers = respool::detail::global_producers();
+inline constexpr group_handle<Connections, &respool::detail::global_connections> connections{};
+inline constexpr group_handle<Producers, &respool::detail::global_producers> producers{};
 
 // Set the global limit (default 200) and resize every pool of every group
 // that follows it, waking waiters when it grows. Shrinking a pool below its

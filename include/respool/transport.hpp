@@ -6,6 +6,7 @@
 // redis:// / rediss:// or amqp:// / amqps:// at static initialisation.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -14,7 +15,9 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
+#include "respool/detail/globals.hpp"
 #include "respool/entity.hpp"
 #include "respool/message.hpp"
 
@@ -69,12 +72,28 @@ class connection_impl {
 using connection_factory = std::function<std::unique_ptr<connection_impl>(const ConnectionParams&)>;
 
 namespace detail {
+// Copy-on-write: lookups (one per new Connection) read an immutable snapshot
+// through an atomic pointer, with no lock; registering (at static
+// initialisation, rarely later) copies it under `mutex` and publishes the
+// copy. Old snapshots are kept (a reader may still be in one); there is one
+// per registration, a handful per process.
 struct registry {
-  std::mutex mutex;
-  std::map<std::string, connection_factory, std::less<>> factories;
+  using map = std::map<std::string, connection_factory, std::less<>>;
+  std::mutex mutex;  // writers only; a process-wide lock under the fork rule (globals.hpp)
+  std::atomic<const map*> current{nullptr};
+  std::vector<std::unique_ptr<const map>> snapshots;  // every one published (mutex)
 };
 inline registry& get_registry() {
-  static registry* instance = new registry;  // never destroyed: usable from static destructors
+  static registry* instance = [] {
+    auto* r = new registry;  // never destroyed: usable from static destructors
+    static constexpr respool::detail::fork_lock_hooks hooks{
+        []() noexcept { get_registry().mutex.lock(); },
+        []() noexcept { get_registry().mutex.unlock(); },
+        []() noexcept { ::new (static_cast<void*>(&get_registry().mutex)) std::mutex; },
+    };
+    respool::detail::register_fork_lock(respool::detail::fork_lock_rank::transports, &hooks);
+    return r;
+  }();
   return *instance;
 }
 }  // namespace detail
@@ -83,15 +102,19 @@ inline registry& get_registry() {
 inline void register_transport(std::string scheme, connection_factory factory) {
   auto& r = detail::get_registry();
   std::lock_guard<std::mutex> lock(r.mutex);
-  r.factories[std::move(scheme)] = std::move(factory);
+  const detail::registry::map* old = r.current.load(std::memory_order_relaxed);
+  auto next = old ? std::make_unique<detail::registry::map>(*old) : std::make_unique<detail::registry::map>();
+  (*next)[std::move(scheme)] = std::move(factory);
+  r.current.store(next.get(), std::memory_order_release);
+  r.snapshots.push_back(std::move(next));
 }
 
-// The factory for `scheme`, or an empty function if none is registered.
+// The factory for `scheme`, or an empty function if none is registered. Takes no lock.
 inline connection_factory find_transport(std::string_view scheme) {
-  auto& r = detail::get_registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  auto it = r.factories.find(scheme);
-  return it == r.factories.end() ? connection_factory() : it->second;
+  const detail::registry::map* m = detail::get_registry().current.load(std::memory_order_acquire);
+  if (m == nullptr) return connection_factory();
+  auto it = m->find(scheme);
+  return it == m->end() ? connection_factory() : it->second;
 }
 
 }  // namespace transport

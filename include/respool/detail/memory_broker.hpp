@@ -14,12 +14,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "respool/detail/globals.hpp"
 #include "respool/entity.hpp"
 #include "respool/errors.hpp"
 #include "respool/message.hpp"
@@ -145,6 +147,11 @@ class broker : public std::enable_shared_from_this<broker> {
 
   const std::string& hostname() const noexcept { return hostname_; }
   const std::string& virtual_host() const noexcept { return virtual_host_; }
+
+  // For the fork handlers of the process-wide brokers (brokers()) only.
+  void fork_lock() noexcept { mutex_.lock(); }
+  void fork_unlock() noexcept { mutex_.unlock(); }
+  void fork_recreate() noexcept { ::new (static_cast<void*>(&mutex_)) std::mutex; }
 
   // Attach a connection; returns its id (never 0). Counts in stats().
   std::uint64_t attach() {
@@ -424,18 +431,48 @@ class broker : public std::enable_shared_from_this<broker> {
   broker_stats stats_;
 };
 
+// The process-wide brokers. Their registry mutex and each broker's own mutex
+// are process-wide locks under the fork rule (respool/detail/globals.hpp):
+// fork() takes them all, so a child finds every broker consistent and
+// unlocked, whatever other threads were doing.
+struct broker_registry {
+  std::mutex mutex;
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<broker>> brokers;
+};
+
+inline broker_registry& brokers() {
+  static broker_registry* instance = [] {
+    auto* r = new broker_registry;  // never destroyed (nor are the brokers): usable from static destructors
+    static constexpr fork_lock_hooks hooks{
+        []() noexcept {
+          auto& reg = brokers();
+          reg.mutex.lock();
+          for (auto& entry : reg.brokers) entry.second->fork_lock();
+        },
+        []() noexcept {
+          auto& reg = brokers();
+          for (auto& entry : reg.brokers) entry.second->fork_unlock();
+          reg.mutex.unlock();
+        },
+        []() noexcept {
+          auto& reg = brokers();
+          for (auto& entry : reg.brokers) entry.second->fork_recreate();
+          ::new (static_cast<void*>(&reg.mutex)) std::mutex;
+        },
+    };
+    register_fork_lock(fork_lock_rank::memory_brokers, &hooks);
+    return r;
+  }();
+  return *instance;
+}
+
 // The process-wide broker for (hostname, virtual_host), created on first use.
-// Brokers are never destroyed (nor is the registry: usable from static
-// destructors). Thread-safe.
+// Thread-safe.
 inline std::shared_ptr<broker> shared_broker(std::string_view hostname, std::string_view virtual_host) {
-  struct registry {
-    std::mutex mutex;
-    std::map<std::pair<std::string, std::string>, std::shared_ptr<broker>> brokers;
-  };
-  static registry* instance = new registry;
+  auto& r = brokers();
   std::pair<std::string, std::string> key(hostname, virtual_host);
-  std::lock_guard<std::mutex> lock(instance->mutex);
-  auto& slot = instance->brokers[key];
+  std::lock_guard<std::mutex> lock(r.mutex);
+  auto& slot = r.brokers[key];
   if (!slot) slot = broker::create(std::move(key.first), std::move(key.second));
   return slot;
 }

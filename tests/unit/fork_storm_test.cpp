@@ -1,0 +1,186 @@
+// A fork storm: hundreds of fork() calls while parent threads work in every
+// part of the library — new Connections (the transport registry), new pool
+// keys (the group's insert path), acquire/discard (connections created and
+// closed), producer publish with declare (the memory brokers' locks), async
+// acquire on a running io_context, URL parsing, stats and set_limit (the
+// group registry). Every child must acquire, publish, make a new pool key
+// and exit within a watchdog; the parent's leases stay intact.
+//
+// RESPOOL_FORK_ROUNDS sets the number of forks (default 300). Children arm
+// alarm() and exit with _exit(); a deadlocked child dies of SIGALRM and the
+// test fails instead of hanging.
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "respool/async.hpp"
+#include "respool/respool.hpp"
+
+using namespace std::chrono_literals;
+using namespace respool;
+
+namespace {
+
+int fork_rounds() {
+  const char* env = std::getenv("RESPOOL_FORK_ROUNDS");
+  return env != nullptr ? std::atoi(env) : 300;
+}
+
+// The child's work: must finish within the watchdog. Returns its exit code.
+int child_work(int round) {
+  // A brand-new key (the group's insert path and the transport registry).
+  const std::string key = "memory://storm-child-" + std::to_string(round) + "/";
+  {
+    auto lease = pools::connections[key].acquire(5s);
+    lease->connect();
+  }
+  // The shared broker the parent's threads publish to (its mutex was busy).
+  auto producer = pools::producers["memory://storm/"].acquire(5s);
+  PublishOptions options;
+  options.exchange = "storm-x";
+  options.routing_key = "child";
+  options.declare = {Exchange{"storm-x", "direct"}};
+  producer->publish({{"child", round}}, options);
+  producer.release();
+  Connection parsed(ConnectionParams::parse("memory://guest:secret@storm-parse:1234/v"));
+  pools::set_limit(pools::get_limit());
+  if (pools::connections[key].stats().created != 1) return 3;
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("fork storm: every child works while parent threads are anywhere in the library", "[fork]") {
+  pools::reset();
+  const int rounds = fork_rounds();
+  std::atomic<bool> stop{false};
+  std::atomic<long> work{0};
+
+  // A lease the parent holds across every fork.
+  auto& parent_pool = pools::connections["memory://storm-parent/"];
+  auto parent_lease = parent_pool.acquire();
+  parent_lease->connect();
+
+  std::vector<std::thread> threads;
+  // 1. New Connections and URL parsing.
+  threads.emplace_back([&] {
+    while (!stop) {
+      Connection c("memory://storm-conn/");
+      c.connect();
+      (void)ConnectionParams::parse("amqp://user:pw@host:5672/vhost?heartbeat=10").as_uri();
+      ++work;
+    }
+  });
+  // 2. New pool keys, acquire/discard (connections created and closed).
+  threads.emplace_back([&] {
+    for (unsigned n = 0; !stop; ++n) {
+      auto& pool = pools::connections["memory://storm-key-" + std::to_string(n % 256) + "/"];
+      auto lease = pool.acquire(1s);
+      lease->connect();
+      lease.discard();
+      ++work;
+    }
+  });
+  // 3. Producer publish with declare.
+  threads.emplace_back([&] {
+    PublishOptions options;
+    options.exchange = "storm-x";
+    options.routing_key = "parent";
+    options.declare = {Exchange{"storm-x", "direct"}};
+    while (!stop) {
+      try {
+        auto producer = pools::producers["memory://storm/"].acquire(1s);
+        producer->publish({{"parent", 1}}, options);
+      } catch (const respool::error&) {
+        // set_limit below may close one under our feet
+      }
+      ++work;
+    }
+  });
+  // 4. Async acquire on a running io_context (two io threads).
+  boost::asio::io_context io;
+  auto guard = boost::asio::make_work_guard(io);
+  std::vector<std::thread> io_threads;
+  for (int i = 0; i < 2; ++i) io_threads.emplace_back([&] { io.run(); });
+  Resource<int> ints(2, [] { return 1; });
+  threads.emplace_back([&] {
+    std::atomic<int> outstanding{0};
+    while (!stop) {
+      if (outstanding.load() < 8) {
+        ++outstanding;
+        ints.async_acquire(1ms, boost::asio::bind_executor(
+                                    io, [&](boost::system::error_code, Lease<int>) { --outstanding; }));
+        ++outstanding;
+        pools::connections["memory://storm-async/"].async_acquire(
+            10ms, boost::asio::bind_executor(io, [&](boost::system::error_code, Lease<Connection> c) {
+              if (c) c->connect();
+              --outstanding;
+            }));
+      }
+      std::this_thread::yield();
+      ++work;
+    }
+    while (outstanding.load() != 0) std::this_thread::yield();
+  });
+  // 5. stats, set_limit (the group registry, every group's resize).
+  threads.emplace_back([&] {
+    for (unsigned n = 0; !stop; ++n) {
+      (void)pools::connections["memory://storm/"].stats();
+      (void)pools::connections.size();
+      pools::set_limit(n % 2 ? 200 : 199);
+      ++work;
+    }
+  });
+
+  int failures = 0;
+  for (int round = 0; round < rounds; ++round) {
+    // Let the threads get going between forks, so that forks land everywhere.
+    const long before = work.load();
+    while (work.load() < before + 20) std::this_thread::yield();
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      ::alarm(20);  // watchdog: a deadlock ends in SIGALRM
+      int code = 99;
+      try {
+        code = child_work(round);
+      } catch (...) {
+        code = 98;
+      }
+      ::_exit(code);
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0) {
+    }
+    const int code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+    if (code != 0) {
+      ++failures;
+      UNSCOPED_INFO("round " << round << ": child exited with " << code
+                             << (code == 128 + SIGALRM ? " (deadlocked: killed by the watchdog)" : ""));
+    }
+  }
+  stop = true;
+  for (auto& t : threads) t.join();
+  guard.reset();
+  for (auto& t : io_threads) t.join();
+  CHECK(failures == 0);
+
+  // The parent's lease is intact and its pools keep working.
+  CHECK(parent_lease->connected());
+  CHECK(parent_pool.stats().in_use == 1);
+  parent_lease.release();
+  CHECK(parent_pool.stats().idle == 1);
+  pools::set_limit(200);
+  pools::reset();
+}
