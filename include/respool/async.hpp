@@ -9,7 +9,8 @@
 // boost::system::system_error.
 //
 // Errors: respool::errc::acquire_timeout (timeout expired),
-// respool::errc::limit_exceeded (zero timeout, pool full),
+// respool::errc::limit_exceeded (zero timeout, pool full; a connection pool
+// says respool::errc::connection_limit_exceeded, as its sync acquire does),
 // respool::errc::pool_closed (pool closed or destroyed while waiting),
 // boost::asio::error::operation_aborted (cancelled), or the code of the
 // std::system_error a factory / prepare hook threw
@@ -28,11 +29,18 @@
 //
 // Thread safety: as Resource. Destroy the pool before the execution context
 // its queued operations complete on.
+//
+// Fork: in a child that runs an io_context inherited from the parent (after
+// notify_fork), an operation the parent started completes with
+// respool::errc::pool_closed; nothing the parent was granted is handed out
+// or closed in the child.
 #pragma once
 
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -41,7 +49,9 @@
 #include <boost/asio/system_executor.hpp>
 #include <boost/system/error_code.hpp>
 #include <chrono>
+#include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -52,6 +62,7 @@
 #include "respool/detail/pool_core.hpp"
 #include "respool/errors.hpp"
 #include "respool/lease.hpp"
+#include "respool/producer.hpp"
 #include "respool/resource.hpp"
 
 namespace respool {
@@ -66,14 +77,18 @@ class async_acquire_op final : public waiter<T>,
  public:
   using executor_type = boost::asio::associated_executor_t<Handler, boost::asio::system_executor>;
 
-  async_acquire_op(pool_core<T>* core, Handler handler)
-      : core_(core),
+  async_acquire_op(pool_core<T>* core, Handler handler, bool run_prepare = true)
+      : run_prepare_(run_prepare),
+        core_(core),
         handler_(std::move(handler)),
         work_(boost::asio::get_associated_executor(handler_, boost::asio::system_executor())),
         slot_(boost::asio::get_associated_cancellation_slot(handler_)) {}
 
   ~async_acquire_op() {
     if (slot_.is_connected()) slot_.clear();
+    // Started in the parent of a forked child: the child's core knows nothing
+    // of it (check_fork() started it afresh), so touch nothing.
+    if (inherited()) return;
     // Never completed (its executor was destroyed): give back what it was granted.
     if (!done_) core_->abandon_grant(this->state, this->granted);
     // Dropped here, not in complete(): a timer handler that was already
@@ -84,6 +99,7 @@ class async_acquire_op final : public waiter<T>,
 
   void start(async_clock::duration timeout) {
     core_->check_fork();
+    generation_ = fork_generation();
     slot<T>* s = nullptr;
     {
       std::lock_guard<std::mutex> lock(core_->mutex());
@@ -113,12 +129,13 @@ class async_acquire_op final : public waiter<T>,
             timer_.emplace(work_.get_executor());
             timer_->expires_after(timeout);
             timer_->async_wait([self = this->shared_from_this()](const boost::system::error_code& ec) {
-              if (!ec) self->core_->withdraw(self.get(), wait_state::timed_out);
+              if (!ec && !self->inherited()) self->core_->withdraw(self.get(), wait_state::timed_out);
             });
           }
           if (slot_.is_connected()) {
             slot_.assign([this](boost::asio::cancellation_type type) {
-              if (type != boost::asio::cancellation_type::none) core_->withdraw(this, wait_state::cancelled);
+              if (type != boost::asio::cancellation_type::none && !inherited())
+                core_->withdraw(this, wait_state::cancelled);
             });
           }
           return;
@@ -145,11 +162,15 @@ class async_acquire_op final : public waiter<T>,
     if (timer_) timer_->cancel();
     boost::system::error_code ec;
     Lease<T> lease;
-    switch (this->state) {
+    // In a forked child, an operation started by the parent completes with
+    // pool_closed: what it was granted belongs to the parent (never handed
+    // out, never closed here).
+    switch (inherited() ? wait_state::closed : this->state) {
       case wait_state::granted_slot:
       case wait_state::granted_create:
         try {
-          slot<T>* s = core_->finish_acquire(this->granted, this->state == wait_state::granted_create);
+          slot<T>* s = core_->finish_acquire(this->granted, this->state == wait_state::granted_create,
+                                             acquire_deadline{}, run_prepare_);
           lease = Lease<T>(core_, s);
         } catch (const std::system_error& e) {
           ec = e.code();
@@ -161,7 +182,10 @@ class async_acquire_op final : public waiter<T>,
         ec = errc::pool_closed;
         break;
       case wait_state::timed_out:
-        ec = no_wait_ ? errc::limit_exceeded : errc::acquire_timeout;
+        // The codes of the exceptions the sync acquire throws.
+        ec = !no_wait_                          ? errc::acquire_timeout
+             : core_->hooks().connection_errors ? errc::connection_limit_exceeded
+                                                : errc::limit_exceeded;
         break;
       case wait_state::cancelled:
         ec = boost::asio::error::operation_aborted;
@@ -176,7 +200,11 @@ class async_acquire_op final : public waiter<T>,
     std::move(handler)(ec, std::move(lease));
   }
 
+  bool inherited() const noexcept { return generation_ != fork_generation(); }
+
+  bool run_prepare_;
   pool_core<T>* core_;
+  std::uint32_t generation_ = fork_generation();  // the process (fork generation) it started in
   Handler handler_;
   boost::asio::executor_work_guard<executor_type> work_;
   boost::asio::cancellation_slot slot_;
@@ -189,11 +217,12 @@ class async_acquire_op final : public waiter<T>,
 template <class T>
 struct async_acquire_initiation {
   pool_core<T>* core;
+  bool run_prepare = true;
 
   template <class Handler>
   void operator()(Handler&& handler, async_clock::duration timeout) const {
-    auto op =
-        std::make_shared<async_acquire_op<T, std::decay_t<Handler>>>(core, std::forward<Handler>(handler));
+    auto op = std::make_shared<async_acquire_op<T, std::decay_t<Handler>>>(
+        core, std::forward<Handler>(handler), run_prepare);
     op->start(timeout);
   }
 };
@@ -219,6 +248,123 @@ template <class Rep, class Period, class Token>
 auto Resource<T>::async_acquire(std::chrono::duration<Rep, Period> timeout, Token&& token) {
   return boost::asio::async_initiate<Token, void(boost::system::error_code, Lease<T>)>(
       detail::async_acquire_initiation<T>{core_}, token, detail::to_async_timeout(timeout));
+}
+
+template <class T>
+template <class Token>
+auto Resource<T>::async_acquire_unprepared(std::chrono::steady_clock::duration timeout, Token&& token) {
+  return boost::asio::async_initiate<Token, void(boost::system::error_code, Lease<T>)>(
+      detail::async_acquire_initiation<T>{core_, false}, token, timeout);
+}
+
+// ---------------------------------------------------------------------------
+// ProducerPool: a producer slot, then (if it has none) a connection borrowed
+// with the connection pool's own async acquire, both within one deadline and
+// without blocking the executor.
+
+namespace detail {
+
+template <class Handler>
+class producer_acquire_op final : public std::enable_shared_from_this<producer_acquire_op<Handler>> {
+ public:
+  using executor_type = boost::asio::associated_executor_t<Handler, boost::asio::system_executor>;
+
+  producer_acquire_op(Handler handler, std::function<ConnectionPool&()> connections)
+      : handler_(std::move(handler)),
+        executor_(boost::asio::get_associated_executor(handler_, boost::asio::system_executor())),
+        connections_(std::move(connections)) {}
+
+  void start(ProducerPool& pool, async_clock::duration timeout) {
+    start_ = async_clock::now();
+    timeout_ = timeout;
+    auto self = this->shared_from_this();
+    pool.async_acquire_unprepared(
+        timeout, bind(boost::asio::bind_executor(
+                     executor_, [self](boost::system::error_code ec, Lease<Producer> producer) mutable {
+                       self->on_producer(ec, std::move(producer));
+                     })));
+  }
+
+ private:
+  // Each stage's handler carries the user's cancellation slot (one stage is
+  // in flight at a time; each clears the slot when it completes).
+  template <class Inner>
+  auto bind(Inner inner) {
+    return boost::asio::bind_cancellation_slot(boost::asio::get_associated_cancellation_slot(handler_),
+                                               std::move(inner));
+  }
+
+  void on_producer(boost::system::error_code ec, Lease<Producer> producer) {
+    if (ec || producer->has_connection()) return finish(ec, std::move(producer));
+    // What is left of the caller's timeout (zero stays zero: never wait).
+    async_clock::duration left = timeout_;
+    if (timeout_ != no_timeout && timeout_ > async_clock::duration::zero()) {
+      left = timeout_ - (async_clock::now() - start_);
+      if (left <= async_clock::duration::zero()) left = std::chrono::nanoseconds(1);  // expires at once
+    }
+    producer_ = std::move(producer);
+    ConnectionPool* connections;
+    try {
+      connections = &connections_();
+    } catch (const std::system_error& e) {
+      producer_.release();
+      return finish(e.code(), Lease<Producer>());
+    }
+    auto self = this->shared_from_this();
+    connections->async_acquire(
+        left, bind(boost::asio::bind_executor(
+                  executor_, [self](boost::system::error_code ec2, Lease<Connection> connection) mutable {
+                    self->on_connection(ec2, std::move(connection));
+                  })));
+  }
+
+  void on_connection(boost::system::error_code ec, Lease<Connection> connection) {
+    if (ec) {
+      producer_.release();  // the producer slot goes back; the caller gets the connection pool's error
+      return finish(ec, Lease<Producer>());
+    }
+    producer_->attach(std::move(connection));
+    finish(ec, std::move(producer_));
+  }
+
+  // Already on the handler's executor (every stage's completion is bound to it).
+  void finish(boost::system::error_code ec, Lease<Producer> producer) {
+    auto handler = std::move(handler_);
+    std::move(handler)(ec, std::move(producer));
+  }
+
+  Handler handler_;
+  executor_type executor_;
+  std::function<ConnectionPool&()> connections_;
+  Lease<Producer> producer_;
+  async_clock::time_point start_{};
+  async_clock::duration timeout_{};
+};
+
+struct producer_acquire_initiation {
+  ProducerPool* pool;
+  std::function<ConnectionPool&()> connections;
+
+  template <class Handler>
+  void operator()(Handler&& handler, async_clock::duration timeout) const {
+    auto op = std::make_shared<producer_acquire_op<std::decay_t<Handler>>>(std::forward<Handler>(handler),
+                                                                           connections);
+    op->start(*pool, timeout);
+  }
+};
+
+}  // namespace detail
+
+template <class Token>
+auto ProducerPool::async_acquire(Token&& token) {
+  return boost::asio::async_initiate<Token, void(boost::system::error_code, Lease<Producer>)>(
+      detail::producer_acquire_initiation{this, connections_}, token, detail::no_timeout);
+}
+
+template <class Rep, class Period, class Token>
+auto ProducerPool::async_acquire(std::chrono::duration<Rep, Period> timeout, Token&& token) {
+  return boost::asio::async_initiate<Token, void(boost::system::error_code, Lease<Producer>)>(
+      detail::producer_acquire_initiation{this, connections_}, token, detail::to_async_timeout(timeout));
 }
 
 }  // namespace respool

@@ -2,9 +2,11 @@
 // ProducerPool (kombu ProducerPool).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -61,7 +63,13 @@ class Producer {
   // channel_error, encoding_error) — a publish either reaches the broker or throws.
   void publish(const nlohmann::json& body, const PublishOptions& options = {}) {
     if (options.serializer == "json") {
-      send(body.dump(), "application/json", "utf-8", options);
+      std::string text;
+      try {
+        text = body.dump();
+      } catch (const nlohmann::json::exception& e) {  // e.g. a string that is not valid UTF-8
+        throw error(errc::encoding_error, std::string("cannot serialise the body as JSON: ") + e.what());
+      }
+      send(std::move(text), "application/json", "utf-8", options);
     } else if (options.serializer == "raw") {
       if (!body.is_string()) throw error(errc::encoding_error, "the raw serializer needs a string body");
       send(body.get<std::string>(), "application/data", "utf-8", options);
@@ -128,12 +136,27 @@ class Producer {
 // in kombu's prepare/release, a producer borrows a connection from its
 // connection pool when acquired and hands it back when its lease is released,
 // so idle producers hold no connection and the connection limit is the real
-// cap. Borrowing waits for a connection as long as it takes — with
-// async_acquire, on the completion's executor: keep the connection pool's
-// limit at least the producer pool's (as pools::producers does) so that a
-// producer never waits for a connection held outside the producer pool.
+// cap.
+//
+// Deadlines: the caller's timeout covers the producer slot and the borrowed
+// connection together. acquire(timeout) throws acquire_timeout (the
+// producer pool was full) or connection_acquire_timeout (the connection pool
+// was); acquire(0s) throws limit_exceeded / connection_limit_exceeded at once
+// and try_acquire() returns nothing when either pool is full: neither ever
+// waits for the connection pool. async_acquire (respool/async.hpp) chains the
+// connection pool's own async acquire: nothing blocks the executor. The
+// connection is handed out unconnected if it is new: it connects on first
+// use, on the caller's thread (bounded by the transport's connect_timeout).
 // Thread safety: as Resource.
+namespace detail {
+template <class Handler>
+class producer_acquire_op;
+}
+
 class ProducerPool : public Resource<Producer> {
+  template <class Handler>
+  friend class detail::producer_acquire_op;
+
  public:
   // Producers borrow from `connections`, which must outlive this pool.
   ProducerPool(ConnectionPool& connections, std::size_t limit)
@@ -143,19 +166,55 @@ class ProducerPool : public Resource<Producer> {
   // (pools::Producers uses pools::connections[params], so a reset or a fork
   // of the connection group is followed).
   ProducerPool(std::function<ConnectionPool&()> connections, std::size_t limit)
-      : Resource<Producer>(make_options(std::move(connections), limit)) {}
+      : Resource<Producer>(make_options(limit), borrow(connections)), connections_(std::move(connections)) {}
+
+  // Never waits: a producer with its connection, or nothing if the producer
+  // pool or the connection pool is at its limit.
+  std::optional<Lease<Producer>> try_acquire() {
+    try {
+      return Resource<Producer>::try_acquire();
+    } catch (const connection_limit_exceeded&) {
+      return std::nullopt;  // the producer slot was given back
+    }
+  }
+
+  // Asynchronous acquire (respool/async.hpp): the producer slot, then its
+  // connection through the connection pool's async acquire, within one
+  // timeout. Completion signature void(boost::system::error_code, Lease<Producer>).
+  template <class Token>
+  auto async_acquire(Token&& token);
+  template <class Rep, class Period, class Token>
+  auto async_acquire(std::chrono::duration<Rep, Period> timeout, Token&& token);
 
  private:
-  static Options make_options(std::function<ConnectionPool&()> connections, std::size_t limit) {
+  static Options make_options(std::size_t limit) {
     Options o;
     o.limit = limit;
     o.create = [] { return Producer(); };
-    o.prepare = [connections = std::move(connections)](Producer& p) {
-      if (!p.has_connection()) p.attach(connections().acquire());
-    };
     o.on_release = [](Producer& p) { p.detach(); };
     return o;
   }
+
+  // The prepare step: borrow a connection within what is left of the caller's deadline.
+  static std::function<void(Producer&, const detail::acquire_deadline&)> borrow(
+      std::function<ConnectionPool&()> connections) {
+    return [connections = std::move(connections)](Producer& p, const detail::acquire_deadline& d) {
+      if (p.has_connection()) return;
+      ConnectionPool& pool = connections();
+      if (!d.wait) {
+        p.attach(pool.acquire(std::chrono::nanoseconds(0)));
+      } else if (d.until == std::chrono::steady_clock::time_point::max()) {
+        p.attach(pool.acquire());
+      } else {
+        auto left = d.until - std::chrono::steady_clock::now();
+        // An expired deadline still gets one non-waiting try, as a zero timeout would.
+        if (left <= left.zero()) left = std::chrono::nanoseconds(1);
+        p.attach(pool.acquire(left));
+      }
+    };
+  }
+
+  std::function<ConnectionPool&()> connections_;
 };
 
 }  // namespace respool

@@ -114,6 +114,17 @@ class Resource {
     preload(options.preload);
   }
 
+  // With a deadline-aware prepare hook (ProducerPool).
+  Resource(Options options, std::function<void(T&, const detail::acquire_deadline&)> prepare_until)
+      : core_(make_core(options, false, std::move(prepare_until))) {
+    preload(options.preload);
+  }
+
+  // Asynchronous acquire without the prepare hooks (ProducerPool chains its
+  // own asynchronous prepare). Defined in respool/async.hpp.
+  template <class Token>
+  auto async_acquire_unprepared(std::chrono::steady_clock::duration timeout, Token&& token);
+
   detail::pool_core<T>* core() const noexcept { return core_; }
 
   template <class Rep, class Period>
@@ -126,10 +137,18 @@ class Resource {
   }
 
  private:
-  static detail::pool_core<T>* make_core(Options& o, bool connection_errors = false) {
+  static detail::pool_core<T>* make_core(
+      Options& o, bool connection_errors = false,
+      std::function<void(T&, const detail::acquire_deadline&)> prepare_until = {}) {
     if (!o.create) throw std::invalid_argument("respool::Resource needs a create function");
-    detail::pool_hooks<T> hooks{std::move(o.create),  std::move(o.close),      std::move(o.validate),
-                                std::move(o.prepare), std::move(o.on_release), connection_errors};
+    detail::pool_hooks<T> hooks;
+    hooks.create = std::move(o.create);
+    hooks.close = std::move(o.close);
+    hooks.validate = std::move(o.validate);
+    hooks.prepare = std::move(o.prepare);
+    hooks.prepare_until = std::move(prepare_until);
+    hooks.on_release = std::move(o.on_release);
+    hooks.connection_errors = connection_errors;
     return new detail::pool_core<T>(o.limit, std::move(hooks));
   }
 

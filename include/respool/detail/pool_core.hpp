@@ -74,6 +74,14 @@ struct sync_waiter final : waiter<T> {
   void notify() override { cv.notify_one(); }
 };
 
+// How long an acquirer is prepared to wait: handed to a deadline-aware
+// prepare hook (ProducerPool borrows its connection within it).
+struct acquire_deadline {
+  bool wait = true;  // false: try_acquire() or a zero timeout, never wait
+  std::chrono::steady_clock::time_point until =
+      std::chrono::steady_clock::time_point::max();  // max(): no limit
+};
+
 // Hooks and policies of a pool (what Resource<T>::Options carries, plus the
 // internal ones used by ConnectionPool/ProducerPool).
 template <class T>
@@ -81,7 +89,9 @@ struct pool_hooks {
   std::function<T()> create;
   std::function<void(T&)> close;
   std::function<bool(T&)> validate;
-  std::function<void(T&)> prepare;     // after validate, before handing out; may throw
+  std::function<void(T&)> prepare;  // after validate, before handing out; may throw
+  // As prepare, within the acquirer's deadline (internal: ProducerPool). Runs after `prepare`.
+  std::function<void(T&, const acquire_deadline&)> prepare_until;
   std::function<void(T&)> on_release;  // when a lease gives it back; must not throw
   bool connection_errors = false;      // throw connection_limit_exceeded & co
 };
@@ -140,11 +150,12 @@ class pool_core {
           }
           ++timeouts_;
           const std::size_t limit = limit_;
-          lock.unlock();
-          throw_limit_exceeded(limit, std::chrono::nanoseconds(0), false);
+          const bool connection_errors = hooks_.connection_errors;
+          lock.unlock();  // from here on the core may be gone (a Resource destroyed concurrently)
+          throw_limit_exceeded(connection_errors, limit, std::chrono::nanoseconds(0), false);
       }
     }
-    return finish_acquire(s, create);
+    return finish_acquire(s, create, acquire_deadline{wait, deadline});
   }
 
   // acquire()'s slow path, under the lock: queue behind earlier waiters and
@@ -154,6 +165,10 @@ class pool_core {
                                          clock::time_point start, bool& create) {
     sync_waiter<T> w;
     link_waiter(&w);
+    // A sleeping thread is a reference to the core: a Resource destroyed
+    // meanwhile wakes it with pool_closed, and the core lives until it has
+    // let go of the mutex (the last one out deletes it).
+    ++sync_refs_;
     while (w.state == wait_state::waiting) {
       if (deadline == clock::time_point::max()) {
         w.cv.wait(lock);
@@ -162,12 +177,20 @@ class pool_core {
         unlink_waiter(&w);
         w.state = wait_state::timed_out;
         ++timeouts_;
+        --sync_refs_;
         const std::size_t limit = limit_;
+        const bool connection_errors = hooks_.connection_errors;
         lock.unlock();
-        throw_limit_exceeded(limit, clock::now() - start, true);
+        throw_limit_exceeded(connection_errors, limit, clock::now() - start, true);
       }
     }
-    if (w.state == wait_state::closed) throw pool_closed();
+    --sync_refs_;
+    if (w.state == wait_state::closed) {
+      const bool delete_self = should_delete_locked();
+      lock.unlock();
+      if (delete_self) delete this;
+      throw pool_closed();
+    }
     create = w.state == wait_state::granted_create;
     return w.granted;
   }
@@ -184,7 +207,7 @@ class pool_core {
     }
     if (r == acquire_result::closed) throw pool_closed();
     if (r == acquire_result::no_capacity) return nullptr;
-    return finish_acquire(s, r == acquire_result::create);
+    return finish_acquire(s, r == acquire_result::create, acquire_deadline{false});
   }
 
   // Under the lock: take an idle resource, reserve a slot to create one, or
@@ -210,7 +233,10 @@ class pool_core {
 
   // Outside the lock: create (if `create`) or validate `s`, then prepare it.
   // On failure the reservation is returned and the exception propagates.
-  slot<T>* finish_acquire(slot<T>* s, bool create) {
+  // `deadline` is handed to the prepare_until hook; `run_prepare` false
+  // leaves both prepare hooks to the caller (ProducerPool's async acquire).
+  slot<T>* finish_acquire(slot<T>* s, bool create, const acquire_deadline& deadline = {},
+                          bool run_prepare = true) {
     for (;;) {
       if (create) {
         try {
@@ -244,9 +270,10 @@ class pool_core {
         create = true;
         continue;
       }
-      if (hooks_.prepare) {
+      if (run_prepare && (hooks_.prepare || hooks_.prepare_until)) {
         try {
-          hooks_.prepare(s->value);
+          if (hooks_.prepare) hooks_.prepare(s->value);
+          if (hooks_.prepare_until) hooks_.prepare_until(s->value, deadline);
         } catch (...) {
           release(s);
           throw;
@@ -439,14 +466,20 @@ class pool_core {
   void shutdown() noexcept {
     if (generation_.load(std::memory_order_relaxed) != fork_generation()) return;  // inherited: leak it
     std::vector<slot<T>*> idle;
-    bool delete_self;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       closed_flag_locked(idle);
+    }
+    // The close hooks (members of this core) run before owner_gone_ is set:
+    // until then no lease, async operation or woken waiter can decide to
+    // delete the core under them.
+    close_and_delete(idle);
+    bool delete_self;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
       owner_gone_ = true;
       delete_self = should_delete_locked();
     }
-    close_and_delete(idle);
     if (delete_self) delete this;
   }
 
@@ -469,9 +502,9 @@ class pool_core {
     return shut_;
   }
 
-  [[noreturn]] void throw_limit_exceeded(std::size_t limit, std::chrono::nanoseconds waited,
-                                         bool timed) const {
-    if (hooks_.connection_errors) {
+  [[noreturn]] static void throw_limit_exceeded(bool connection_errors, std::size_t limit,
+                                                std::chrono::nanoseconds waited, bool timed) {
+    if (connection_errors) {
       if (timed) throw connection_acquire_timeout(limit, waited);
       throw connection_limit_exceeded(limit, waited);
     }
@@ -492,7 +525,7 @@ class pool_core {
     waiters_head_ = waiters_tail_ = nullptr;
     slots_head_ = nullptr;
     in_use_ = waiting_ = 0;
-    async_refs_ = 0;
+    async_refs_ = sync_refs_ = 0;  // the parent's async operations never touch a child's core (async.hpp)
     generation_.store(now, std::memory_order_release);
   }
 
@@ -601,7 +634,9 @@ class pool_core {
   // (derived, not stored: in_use_ counts leased and reserved slots).
   std::size_t total_locked() const noexcept { return in_use_ + idle_.size(); }
 
-  bool should_delete_locked() const noexcept { return owner_gone_ && in_use_ == 0 && async_refs_ == 0; }
+  bool should_delete_locked() const noexcept {
+    return owner_gone_ && in_use_ == 0 && async_refs_ == 0 && sync_refs_ == 0;
+  }
 
   void link_waiter(waiter<T>* w) noexcept {
     w->prev = waiters_tail_;
@@ -656,7 +691,8 @@ class pool_core {
   std::size_t closed_ = 0;
   std::size_t timeouts_ = 0;
   std::size_t async_refs_ = 0;
-  bool shut_ = false;  // close() was called
+  std::size_t sync_refs_ = 0;  // threads asleep in wait_locked()
+  bool shut_ = false;          // close() was called
   bool owner_gone_ = false;
   std::atomic<std::uint32_t> generation_;
 };
