@@ -2,6 +2,7 @@
 // Channel (its operations), over any registered transport.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -72,8 +73,10 @@ struct connection_state {
   std::unique_ptr<transport::connection_impl> impl;
   Channel channel;
   Connection* owner = nullptr;
-  std::set<std::string> declared;  // maybe_declare's memory, per session
-  std::uint32_t generation = fork_generation();
+  // Owner thread only (the lease holder): close() from another thread
+  // (force_close_all, reset) touches none of these but `generation`.
+  std::set<std::string> declared;  // maybe_declare's memory, per session (cleared by connect())
+  std::atomic<std::uint32_t> generation{fork_generation()};
   std::uint64_t sessions = 0;  // successful connects
 };
 }  // namespace detail
@@ -119,7 +122,7 @@ class Connection {
     if (connected()) return;
     state_->impl->connect();
     state_->declared.clear();  // a new session has declared nothing yet
-    state_->generation = detail::fork_generation();
+    state_->generation.store(detail::fork_generation(), std::memory_order_release);
     ++state_->sessions;
   }
 
@@ -152,14 +155,18 @@ class Connection {
     }
   }
 
-  // Close (protocol close). Idempotent; never throws.
+  // Close (protocol close). Idempotent; never throws. The one member another
+  // thread may call while the owner uses the connection (a pool's
+  // force_close_all(), reset() or forced resize does): the transport's close()
+  // is thread-safe and interrupts a blocked call, and nothing else here is
+  // written (the next connect() starts a new session and forgets what the
+  // old one declared).
   void close() noexcept {
     if (!state_) return;
-    if (state_->generation != detail::fork_generation())
+    if (state_->generation.load(std::memory_order_acquire) != detail::fork_generation())
       state_->impl->abandon();  // inherited from the parent: don't write to its socket
     else
       state_->impl->close();
-    state_->declared.clear();
   }
 
   // The default channel, connecting first if needed.

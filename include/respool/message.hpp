@@ -50,9 +50,13 @@ class Message {
   const std::string& delivery_tag() const noexcept { return envelope_.delivery_tag; }
   const Envelope& envelope() const noexcept { return envelope_; }
 
-  // Acknowledge the message (no-op for messages fetched with no_ack).
+  // Acknowledge the message (no-op for messages fetched with no_ack, or
+  // already acknowledged). If the ack fails (throws), the message stays
+  // unacknowledged: acknowledged() is false and ack() may be called again.
   void ack() {
-    if (ack_) std::exchange(ack_, nullptr)();
+    if (!ack_) return;
+    ack_();
+    ack_ = nullptr;
   }
   bool acknowledged() const noexcept { return !ack_; }
 
