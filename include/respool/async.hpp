@@ -32,8 +32,11 @@
 //
 // Fork: in a child that runs an io_context inherited from the parent (after
 // notify_fork), an operation the parent started completes with
-// respool::errc::pool_closed; nothing the parent was granted is handed out
-// or closed in the child.
+// respool::errc::pool_closed (one still queued at the fork: when its timer
+// expires or it is cancelled; one queued without a timeout keeps the
+// io_context's work until cancelled, as the child cannot tell whether the
+// parent served it); nothing the parent was granted is handed out or closed
+// in the child.
 #pragma once
 
 #include <boost/asio/associated_cancellation_slot.hpp>
@@ -129,13 +132,23 @@ class async_acquire_op final : public waiter<T>,
             timer_.emplace(work_.get_executor());
             timer_->expires_after(timeout);
             timer_->async_wait([self = this->shared_from_this()](const boost::system::error_code& ec) {
-              if (!ec && !self->inherited()) self->core_->withdraw(self.get(), wait_state::timed_out);
+              if (ec) return;
+              if (!self->inherited()) {
+                self->core_->withdraw(self.get(), wait_state::timed_out);
+              } else if (self->keep_alive_) {
+                // Queued in the parent, expired in a forked child: nobody
+                // here will serve it, so it completes (with pool_closed).
+                post_completion(std::move(self->keep_alive_));
+              }
             });
           }
           if (slot_.is_connected()) {
             slot_.assign([this](boost::asio::cancellation_type type) {
-              if (type != boost::asio::cancellation_type::none && !inherited())
+              if (type == boost::asio::cancellation_type::none) return;
+              if (!inherited())
                 core_->withdraw(this, wait_state::cancelled);
+              else if (keep_alive_)
+                post_completion(std::move(keep_alive_));  // as the timer above
             });
           }
           return;
@@ -303,19 +316,23 @@ class producer_acquire_op final : public std::enable_shared_from_this<producer_a
       if (left <= async_clock::duration::zero()) left = std::chrono::nanoseconds(1);  // expires at once
     }
     producer_ = std::move(producer);
-    ConnectionPool* connections;
+    boost::system::error_code failed;
     try {
-      connections = &connections_();
+      ConnectionPool& connections = connections_();
+      auto self = this->shared_from_this();
+      connections.async_acquire(
+          left, bind(boost::asio::bind_executor(
+                    executor_, [self](boost::system::error_code ec2, Lease<Connection> connection) mutable {
+                      self->on_connection(ec2, std::move(connection));
+                    })));
+      return;
     } catch (const std::system_error& e) {
-      producer_.release();
-      return finish(e.code(), Lease<Producer>());
+      failed = e.code();
+    } catch (...) {
+      failed = errc::resource_creation_failed;
     }
-    auto self = this->shared_from_this();
-    connections->async_acquire(
-        left, bind(boost::asio::bind_executor(
-                  executor_, [self](boost::system::error_code ec2, Lease<Connection> connection) mutable {
-                    self->on_connection(ec2, std::move(connection));
-                  })));
+    producer_.release();
+    finish(failed, Lease<Producer>());
   }
 
   void on_connection(boost::system::error_code ec, Lease<Connection> connection) {

@@ -164,6 +164,7 @@ class PoolGroup {
     }
     pending_.push_back({hash, &key});
     const std::size_t limit = limit_.load(std::memory_order_relaxed);
+    const std::uint64_t epoch = limit_epoch_;
     lock.unlock();
     auto done_pending = [&] {
       for (auto it = pending_.begin(); it != pending_.end(); ++it) {
@@ -190,7 +191,7 @@ class PoolGroup {
     nodes_.push_back(std::move(made));
     insert(t, n);
     ++t->count;
-    const bool stale = limit_.load(std::memory_order_relaxed) != limit;
+    const bool stale = limit_epoch_ != epoch;  // a resize (or its undoing) ran meanwhile
     lock.unlock();
     if (stale) {
       // A resize ran while the factory did and did not see this pool: bring
@@ -270,6 +271,7 @@ class PoolGroup {
       // Pools made from now on get the new limit; the ones made meanwhile are in the new snapshot.
       std::lock_guard<std::mutex> lock(mutex_);
       previous = limit_.exchange(limit, std::memory_order_acq_rel);
+      ++limit_epoch_;
       pools = entries(table_.load(std::memory_order_relaxed));
     }
     std::vector<node*> done;
@@ -279,8 +281,14 @@ class PoolGroup {
         done.push_back(n);
       }
     } catch (...) {
-      // Use grew between the check and here: undo, so nothing is half-applied.
-      limit_.store(previous, std::memory_order_release);
+      // Use grew between the check and here: undo, so nothing is half-applied
+      // (pools made meanwhile at the new limit included).
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        limit_.store(previous, std::memory_order_release);
+        ++limit_epoch_;
+        done = entries(table_.load(std::memory_order_relaxed));
+      }
       for (node* n : done) {
         try {
           n->pool->resize(previous, false);
@@ -328,6 +336,7 @@ class PoolGroup {
   std::mutex resize_mutex_;       // serialises resizes (held while they close resources)
   std::condition_variable made_;  // a factory call finished (mutex_)
   std::vector<pending_key> pending_;  // keys whose factory is running (mutex_)
+  std::uint64_t limit_epoch_ = 0;     // bumped by every change of limit_ by a resize (mutex_)
   detail::group_entry entry_;
   std::atomic<table*> table_{nullptr};
   std::vector<std::unique_ptr<table>> tables_;  // every table made, current one last

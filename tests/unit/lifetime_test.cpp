@@ -66,11 +66,56 @@ TEST_CASE("lifetime: a pool destroyed under sleeping sync waiters wakes them wit
       }));
     }
     REQUIRE(eventually([&] { return pool->stats().waiting == 3; }));
-    pool.reset();  // wakes the three, which still have to let go of the core's mutex
-    for (auto& w : waiters) CHECK(w.get() == 0);
+    pool.reset();  // wakes the three, which still have to re-lock the core's mutex
     CHECK(*held == 7);
-    held.release();  // the lease outlived its pool: closes the resource, frees the core
+    held.release();  // the last lease: the core goes as soon as nobody is inside it
+    for (auto& w : waiters) CHECK(w.get() == 0);
   }
+}
+
+TEST_CASE("lifetime: an async operation that ends while the destroyed pool runs its close hooks",
+          "[lifetime]") {
+  // Deterministic interleaving: the pool's destructor closes two idle
+  // resources; the first close waits until an async operation has completed
+  // on the io thread (its handler set `handled`, and the operation is let go
+  // right after); the second close then still needs the pool's internals.
+  boost::asio::io_context io;
+  auto work = boost::asio::make_work_guard(io);
+  std::thread io_thread([&] { io.run(); });
+  for (int round = 0; round < rounds / 10 + 1; ++round) {
+    std::atomic<bool> handled{false};
+    std::atomic<int> closes{0};
+    auto pool = std::make_unique<Resource<int>>(
+        Resource<int>::Options{2,
+                               0,
+                               [] { return 1; },
+                               [&](int&) {
+                                 if (closes.fetch_add(1) == 0) {
+                                   while (!handled.load()) std::this_thread::yield();
+                                   // Widen the window in which the operation drops its reference.
+                                   const auto until = std::chrono::steady_clock::now() + 2ms;
+                                   while (std::chrono::steady_clock::now() < until) std::this_thread::yield();
+                                 }
+                               },
+                               {},
+                               {},
+                               {}});
+    {
+      auto a = pool->acquire();
+      auto b = pool->acquire();
+      // Queued, then timed out: its completion is posted to the io thread,
+      // where the handler waits for the first close to begin.
+      pool->async_acquire(1us, boost::asio::bind_executor(io, [&](boost::system::error_code, Lease<int>) {
+                            while (closes.load() == 0) std::this_thread::yield();
+                            handled = true;
+                          }));
+      REQUIRE(eventually([&] { return pool->stats().timeouts == 1; }));
+    }  // a and b go idle
+    pool.reset();
+    CHECK(closes.load() == 2);
+  }
+  work.reset();
+  io_thread.join();
 }
 
 TEST_CASE("lifetime: a pool destroyed while async operations complete on a multi-thread io_context",

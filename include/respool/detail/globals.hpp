@@ -85,15 +85,26 @@ inline void fork_parent() noexcept {
 inline void fork_child() noexcept {
   fork_generation_counter.fetch_add(1, std::memory_order_acq_rel);
   // The child has one thread; the locks were taken by it (prepare): start
-  // them afresh rather than unlock, as glibc does for its own locks.
+  // them afresh rather than unlock, as glibc does for its own locks. Every
+  // lock registered now is re-created, also one registered by another thread
+  // while this fork() ran (prepare did not take it; it may be held).
   for (unsigned i = static_cast<unsigned>(fork_lock_rank::count); i-- > 0;) {
-    if (const fork_lock_hooks* h = fork_locked[i]) h->recreate();
+    if (const fork_lock_hooks* h = fork_locks[i].load(std::memory_order_acquire)) h->recreate();
     fork_locked[i] = nullptr;
   }
 }
 
 inline void ensure_atfork_registered() noexcept {
   static const bool registered = [] {
+    // fork_reset_mutex is taken by every object's lazy after-fork reset:
+    // covered from the first pool on, whatever else the program uses.
+    static constexpr fork_lock_hooks reset_hooks{
+        []() noexcept { fork_reset_mutex.lock(); },
+        []() noexcept { fork_reset_mutex.unlock(); },
+        []() noexcept { ::new (static_cast<void*>(&fork_reset_mutex)) std::mutex; },
+    };
+    fork_locks[static_cast<unsigned>(fork_lock_rank::fork_reset)].store(&reset_hooks,
+                                                                        std::memory_order_release);
     ::pthread_atfork(&fork_prepare, &fork_parent, &fork_child);
     return true;
   }();
@@ -152,11 +163,6 @@ inline group_registry& registry() {
 
 inline void register_process_locks() noexcept {
   static const bool done = [] {
-    static constexpr fork_lock_hooks reset_hooks{
-        []() noexcept { fork_reset_mutex.lock(); },
-        []() noexcept { fork_reset_mutex.unlock(); },
-        []() noexcept { ::new (static_cast<void*>(&fork_reset_mutex)) std::mutex; },
-    };
     static constexpr fork_lock_hooks groups_hooks{
         []() noexcept { registry().mutex.lock(); },
         []() noexcept { registry().mutex.unlock(); },
@@ -169,7 +175,6 @@ inline void register_process_locks() noexcept {
           for (group_entry* e : r.groups) e->pins = 0;
         },
     };
-    register_fork_lock(fork_lock_rank::fork_reset, &reset_hooks);
     register_fork_lock(fork_lock_rank::groups, &groups_hooks);
     return true;
   }();

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <new>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -114,6 +115,23 @@ class topic_pattern {
   std::vector<token> tokens_;
 };
 
+// fork() waits for every broker operation in flight: each holds this gate
+// shared (then its broker's mutex); the fork handlers take it exclusively
+// (brokers() below). One lock, however many brokers there are.
+inline std::shared_mutex& fork_gate() {
+  static std::shared_mutex* gate = new std::shared_mutex;  // never destroyed
+  return *gate;
+}
+
+class broker_lock {
+ public:
+  explicit broker_lock(std::mutex& m) : gate_(fork_gate()), lock_(m) {}
+
+ private:
+  std::shared_lock<std::shared_mutex> gate_;
+  std::lock_guard<std::mutex> lock_;
+};
+
 // Counters of one broker, a consistent snapshot taken under its lock.
 struct broker_stats {
   std::size_t connects = 0;          // connections attached over the broker's life
@@ -149,13 +167,11 @@ class broker : public std::enable_shared_from_this<broker> {
   const std::string& virtual_host() const noexcept { return virtual_host_; }
 
   // For the fork handlers of the process-wide brokers (brokers()) only.
-  void fork_lock() noexcept { mutex_.lock(); }
-  void fork_unlock() noexcept { mutex_.unlock(); }
   void fork_recreate() noexcept { ::new (static_cast<void*>(&mutex_)) std::mutex; }
 
   // Attach a connection; returns its id (never 0). Counts in stats().
   std::uint64_t attach() {
-    std::lock_guard<std::mutex> lock(mutex_);
+    broker_lock lock(mutex_);
     std::uint64_t id = ++next_connection_;
     attached_.push_back(id);
     ++stats_.connects;
@@ -165,7 +181,7 @@ class broker : public std::enable_shared_from_this<broker> {
   // Detach connection `id`: its unacked messages go back to the front of
   // their queues, in their original order (AMQP redelivery). Unknown ids are ignored.
   void detach(std::uint64_t id) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    broker_lock lock(mutex_);
     auto it = std::find(attached_.begin(), attached_.end(), id);
     if (it == attached_.end()) return;
     attached_.erase(it);
@@ -187,7 +203,7 @@ class broker : public std::enable_shared_from_this<broker> {
 
   // True while connection `id` is attached.
   bool attached(std::uint64_t id) const {
-    std::lock_guard<std::mutex> lock(mutex_);
+    broker_lock lock(mutex_);
     return std::find(attached_.begin(), attached_.end(), id) != attached_.end();
   }
 
@@ -207,7 +223,7 @@ class broker : public std::enable_shared_from_this<broker> {
       }
       return;
     }
-    std::lock_guard<std::mutex> lock(mutex_);
+    broker_lock lock(mutex_);
     auto it = exchanges_.find(exchange.name);
     if (it == exchanges_.end()) {
       exchanges_.emplace(exchange.name, exchange_state{exchange, *type, {}});
@@ -226,20 +242,20 @@ class broker : public std::enable_shared_from_this<broker> {
   // True if the exchange exists ("" always does).
   bool has_exchange(std::string_view name) const {
     if (name.empty()) return true;
-    std::lock_guard<std::mutex> lock(mutex_);
+    broker_lock lock(mutex_);
     return exchanges_.find(name) != exchanges_.end();
   }
 
   // Declare a queue (idempotent). Throws error(channel_error) for an empty name.
   void declare_queue(std::string_view name) {
     if (name.empty()) throw error(errc::channel_error, "memory transport: a queue needs a name");
-    std::lock_guard<std::mutex> lock(mutex_);
+    broker_lock lock(mutex_);
     if (queues_.find(name) == queues_.end()) queues_.emplace(std::string(name), std::deque<Envelope>());
   }
 
   // True if the queue exists.
   bool has_queue(std::string_view name) const {
-    std::lock_guard<std::mutex> lock(mutex_);
+    broker_lock lock(mutex_);
     return queues_.find(name) != queues_.end();
   }
 
@@ -248,7 +264,7 @@ class broker : public std::enable_shared_from_this<broker> {
   // exchange "" does nothing (it routes by queue name). Throws
   // error(channel_error) if the queue or the exchange does not exist (AMQP 404).
   void bind(std::string_view exchange, std::string_view queue, std::string_view routing_key) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    broker_lock lock(mutex_);
     if (queues_.find(queue) == queues_.end()) throw not_found("queue", queue);
     if (exchange.empty()) return;
     auto it = exchanges_.find(exchange);
@@ -269,7 +285,7 @@ class broker : public std::enable_shared_from_this<broker> {
   // means it was dropped, which is not an error (AMQP without mandatory).
   // Throws error(channel_error) if the exchange does not exist (AMQP 404).
   std::size_t publish(const Envelope& message, std::string_view exchange, std::string_view routing_key) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    broker_lock lock(mutex_);
     std::vector<std::deque<Envelope>*> targets;
     if (exchange.empty()) {
       auto q = queues_.find(routing_key);
@@ -308,7 +324,7 @@ class broker : public std::enable_shared_from_this<broker> {
   // acked. Throws error(channel_error) if the queue does not exist (AMQP 404)
   // and error(connection_lost) if `connection` is not 0 and not attached.
   std::optional<Message> get(std::string_view queue, bool no_ack, std::uint64_t connection = 0) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    broker_lock lock(mutex_);
     if (connection != 0 && std::find(attached_.begin(), attached_.end(), connection) == attached_.end()) {
       throw error(errc::connection_lost, "memory transport: connection is closed");
     }
@@ -331,7 +347,7 @@ class broker : public std::enable_shared_from_this<broker> {
   // Acknowledge an outstanding delivery; false if it is not outstanding
   // (already acked, fetched with no_ack, or redelivered after its connection closed).
   bool ack(std::uint64_t delivery_tag) noexcept {
-    std::lock_guard<std::mutex> lock(mutex_);
+    broker_lock lock(mutex_);
     if (unacked_.erase(delivery_tag) == 0) return false;
     ++stats_.acked;
     return true;
@@ -339,7 +355,7 @@ class broker : public std::enable_shared_from_this<broker> {
 
   // Messages ready in `queue`; 0 if it does not exist. Outstanding ones are not counted.
   std::size_t queue_size(std::string_view queue) const {
-    std::lock_guard<std::mutex> lock(mutex_);
+    broker_lock lock(mutex_);
     auto q = queues_.find(queue);
     return q == queues_.end() ? 0 : q->second.size();
   }
@@ -347,7 +363,7 @@ class broker : public std::enable_shared_from_this<broker> {
   // Remove every ready message of `queue`; returns how many. Throws
   // error(channel_error) if the queue does not exist (AMQP 404).
   std::size_t purge(std::string_view queue) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    broker_lock lock(mutex_);
     auto q = queues_.find(queue);
     if (q == queues_.end()) throw not_found("queue", queue);
     std::size_t n = q->second.size();
@@ -357,7 +373,7 @@ class broker : public std::enable_shared_from_this<broker> {
 
   // A snapshot of the counters.
   broker_stats stats() const {
-    std::lock_guard<std::mutex> lock(mutex_);
+    broker_lock lock(mutex_);
     broker_stats s = stats_;
     s.live_connections = attached_.size();
     s.exchanges = exchanges_.size();
@@ -431,10 +447,10 @@ class broker : public std::enable_shared_from_this<broker> {
   broker_stats stats_;
 };
 
-// The process-wide brokers. Their registry mutex and each broker's own mutex
-// are process-wide locks under the fork rule (respool/detail/globals.hpp):
-// fork() takes them all, so a child finds every broker consistent and
-// unlocked, whatever other threads were doing.
+// The process-wide brokers. Their registry mutex and the fork gate are
+// process-wide locks under the fork rule (respool/detail/globals.hpp): fork()
+// takes them, so a child finds every broker consistent and unlocked,
+// whatever other threads were doing.
 struct broker_registry {
   std::mutex mutex;
   std::map<std::pair<std::string, std::string>, std::shared_ptr<broker>> brokers;
@@ -445,18 +461,17 @@ inline broker_registry& brokers() {
     auto* r = new broker_registry;  // never destroyed (nor are the brokers): usable from static destructors
     static constexpr fork_lock_hooks hooks{
         []() noexcept {
-          auto& reg = brokers();
-          reg.mutex.lock();
-          for (auto& entry : reg.brokers) entry.second->fork_lock();
+          brokers().mutex.lock();
+          fork_gate().lock();  // no broker operation is in flight from here on
         },
         []() noexcept {
-          auto& reg = brokers();
-          for (auto& entry : reg.brokers) entry.second->fork_unlock();
-          reg.mutex.unlock();
+          fork_gate().unlock();
+          brokers().mutex.unlock();
         },
         []() noexcept {
           auto& reg = brokers();
           for (auto& entry : reg.brokers) entry.second->fork_recreate();
+          ::new (static_cast<void*>(&fork_gate())) std::shared_mutex;
           ::new (static_cast<void*>(&reg.mutex)) std::mutex;
         },
     };

@@ -338,9 +338,13 @@ class pool_core {
         }
       }
       grant_capacity_locked();
+      if (close_it) ++sync_refs_;  // the close hook is a member: keep the core until it returns
       delete_self = should_delete_locked();
     }
-    if (close_it) close_quietly(s->value);
+    if (close_it) {
+      close_quietly(s->value);
+      delete_self = drop_ref_after_close();
+    }
     delete s;
     if (delete_self) delete this;
   }
@@ -587,11 +591,23 @@ class pool_core {
       } else {
         idle_.push_back(s);
       }
+      if (close_it) ++sync_refs_;  // the close hook is a member: keep the core until it returns
       delete_self = should_delete_locked();
     }
-    if (close_it) close_quietly(s->value);
+    if (close_it) {
+      close_quietly(s->value);
+      delete_self = drop_ref_after_close();
+    }
     if (close_it || delete_it) delete s;
     if (delete_self) delete this;
+  }
+
+  // After a close hook run outside the lock under a reference (sync_refs_):
+  // drop it; true if the core must now be deleted (by the caller, unlocked).
+  bool drop_ref_after_close() noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
+    --sync_refs_;
+    return should_delete_locked();
   }
 
   // A reserved creation slot was not used (factory threw, grant dropped).
@@ -691,7 +707,7 @@ class pool_core {
   std::size_t closed_ = 0;
   std::size_t timeouts_ = 0;
   std::size_t async_refs_ = 0;
-  std::size_t sync_refs_ = 0;  // threads asleep in wait_locked()
+  std::size_t sync_refs_ = 0;  // threads asleep in wait_locked() or running a close hook after a release
   bool shut_ = false;          // close() was called
   bool owner_gone_ = false;
   std::atomic<std::uint32_t> generation_;
