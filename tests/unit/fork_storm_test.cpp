@@ -1,3 +1,4 @@
+// respool-test: concurrency
 // A fork storm: hundreds of fork() calls while parent threads work in every
 // part of the library — new Connections (the transport registry), new pool
 // keys (the group's insert path), acquire/discard (connections created and
@@ -6,7 +7,8 @@
 // group registry). Every child must acquire, publish, make a new pool key
 // and exit within a watchdog; the parent's leases stay intact.
 //
-// RESPOOL_FORK_ROUNDS sets the number of forks (default 300). Children arm
+// RESPOOL_FORK_ROUNDS sets the number of forks (default 300; 60 under a
+// sanitizer). Children arm
 // alarm() and exit with _exit(); a deadlocked child dies of SIGALRM and the
 // test fails instead of hanging.
 #include <sys/types.h>
@@ -32,9 +34,15 @@ using namespace respool;
 
 namespace {
 
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr int default_rounds = 60;  // a sanitized fork copies a large shadow memory
+#else
+constexpr int default_rounds = 300;
+#endif
+
 int fork_rounds() {
   const char* env = std::getenv("RESPOOL_FORK_ROUNDS");
-  return env != nullptr ? std::atoi(env) : 300;
+  return env != nullptr ? std::atoi(env) : default_rounds;
 }
 
 // The child's work: must finish within the watchdog. Returns its exit code.

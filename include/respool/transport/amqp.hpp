@@ -1152,7 +1152,7 @@ class session final : public std::enable_shared_from_this<session>, private watc
   std::atomic<std::uint64_t> fd_owner_{0};  // process_token() of the process fd_ belongs to
   std::atomic<int> interrupted_{0};         // an interruption: why interrupt() shut the socket down
   const char* rpc_limit_ = "read_timeout";  // what bounds the RPC in progress (for messages)
-  std::uint64_t owner_ = 0;                 // respool::detail::process_token() of the connecting process
+  std::atomic<std::uint64_t> owner_{0};    // respool::detail::process_token() of the connecting process
   std::atomic<bool> open_{false};
   bool channel_open_ = false;
   bool blocked_ = false;
