@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -65,12 +66,25 @@ namespace detail {
 struct connection_state {
   explicit connection_state(ConnectionParams p) : params(std::move(p)), channel(this) {
     transport::memory::ensure_registered();
-    auto factory = transport::find_transport(params.transport());
-    if (!factory) throw unknown_transport(params.transport());
-    impl = factory(params);
+    impl = make_impl(params);
   }
+  static std::unique_ptr<transport::connection_impl> make_impl(const ConnectionParams& p) {
+    auto factory = transport::find_transport(p.transport());
+    if (!factory) throw unknown_transport(p.transport());
+    return factory(p);
+  }
+  // The broker `index` names: 0 the primary, i the alternate i - 1.
+  const ConnectionParams& host(std::size_t index) const {
+    return index == 0 ? params : params.alternates()[index - 1];
+  }
+  std::size_t hosts() const noexcept { return 1 + params.alternates().size(); }
+
   ConnectionParams params;
   std::unique_ptr<transport::connection_impl> impl;
+  std::size_t active = 0;  // which host impl talks to (owner thread)
+  // Guards `impl` the pointer (not the object) against close() from another
+  // thread while the owner fails over to another host.
+  std::mutex impl_mutex;
   Channel channel;
   Connection* owner = nullptr;
   // Owner thread only (the lease holder): close() from another thread
@@ -118,13 +132,47 @@ class Connection {
   std::string as_uri(bool include_password = false) const { return state_->params.as_uri(include_password); }
 
   // Connect now (no-op if connected). Throws error(connection_failed) naming the sanitised URI.
+  //
+  // Failover (kombu's round-robin strategy): with alternates
+  // ("amqp://a;amqp://b"), a failed connect moves on to the next broker, in
+  // order and wrapping around, until one answers or each was tried once; the
+  // error then names every failure. The connection stays on the broker that
+  // answered, and its next connect (after that broker died) starts there.
   void connect() {
     if (connected()) return;
-    state_->impl->connect();
-    state_->declared.clear();  // a new session has declared nothing yet
-    state_->generation.store(detail::fork_generation(), std::memory_order_release);
-    ++state_->sessions;
+    auto& st = *state_;
+    const std::size_t hosts = st.hosts();
+    std::string failures;
+    for (std::size_t tried = 0;; ++tried) {
+      try {
+        st.impl->connect();
+        break;
+      } catch (const error& e) {
+        if (hosts == 1) throw;
+        if (!failures.empty()) failures += "; ";
+        failures += e.what();
+        if (tried + 1 == hosts)
+          throw error(errc::connection_failed, "cannot connect to any of the " + std::to_string(hosts) +
+                                                   " brokers of " + as_uri() + ": " + failures);
+      }
+      // Next broker: a fresh transport connection for its parameters.
+      const std::size_t next = (st.active + 1) % hosts;
+      auto impl = detail::connection_state::make_impl(st.host(next));
+      {
+        std::lock_guard<std::mutex> lock(st.impl_mutex);
+        std::swap(st.impl, impl);
+        st.active = next;
+      }
+      impl.reset();  // the one that failed
+    }
+    st.declared.clear();  // a new session has declared nothing yet
+    st.generation.store(detail::fork_generation(), std::memory_order_release);
+    ++st.sessions;
   }
+
+  // The parameters of the broker the connection talks to now: params(), or
+  // one of its alternates after a failover.
+  const ConnectionParams& active_params() const noexcept { return state_->host(state_->active); }
 
   // True while connected (as far as the transport knows without asking the broker).
   bool connected() const noexcept { return state_ && state_->impl->connected(); }
@@ -134,8 +182,9 @@ class Connection {
 
   // Connect, retrying up to `max_retries` times (negative: forever) with
   // kombu's backoff: wait interval_start, then grow by interval_step up to
-  // interval_max between attempts. Throws error(connection_failed) naming the
-  // sanitised URI and the number of attempts.
+  // interval_max between attempts. Each attempt is a connect(), which tries
+  // every alternate once, round-robin. Throws error(connection_failed) naming
+  // the sanitised URI and the number of attempts.
   void ensure_connection(int max_retries = 3,
                          std::chrono::milliseconds interval_start = std::chrono::seconds(2),
                          std::chrono::milliseconds interval_step = std::chrono::seconds(2),
@@ -163,10 +212,12 @@ class Connection {
   // old one declared).
   void close() noexcept {
     if (!state_) return;
-    if (state_->generation.load(std::memory_order_acquire) != detail::fork_generation())
-      state_->impl->abandon();  // inherited from the parent: don't write to its socket
-    else
-      state_->impl->close();
+    if (state_->generation.load(std::memory_order_acquire) != detail::fork_generation()) {
+      state_->impl->abandon();  // inherited from the parent: don't write to its socket (nor lock)
+      return;
+    }
+    std::lock_guard<std::mutex> lock(state_->impl_mutex);
+    state_->impl->close();
   }
 
   // The default channel, connecting first if needed.
