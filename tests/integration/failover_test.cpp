@@ -126,7 +126,8 @@ TEST_CASE("failover: a primary nobody listens on is skipped; all down names ever
     const std::string url = url_c;
     const auto live = ConnectionParams::parse(url);
     const std::string scheme = live.transport();
-    const std::string dead = scheme + "://guest:secret-pw@127.0.0.1:" + std::to_string(respool_test::free_port());
+    const std::string dead =
+        scheme + "://guest:secret-pw@127.0.0.1:" + std::to_string(respool_test::free_port());
     Connection connection(dead + ";" + url);
     connection.connect();
     CHECK(connection.connected());
@@ -134,7 +135,8 @@ TEST_CASE("failover: a primary nobody listens on is skipped; all down names ever
     CHECK(connection.active_params() == connection.params().alternates()[0]);
     connection.close();
 
-    const std::string dead2 = scheme + "://guest:secret-pw@127.0.0.1:" + std::to_string(respool_test::free_port());
+    const std::string dead2 =
+        scheme + "://guest:secret-pw@127.0.0.1:" + std::to_string(respool_test::free_port());
     Connection none(dead + ";" + dead2);
     try {
       none.connect();
