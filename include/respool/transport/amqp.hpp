@@ -335,8 +335,11 @@ class watchdog {
         continue;
       }
       auto first = entries_.begin();
-      if (clock::now() < first->first.first) {
-        wake_.wait_until(lock, first->first.first);
+      // A copy: wait_until reads its deadline again after waking, and the
+      // entry may have been disarmed (erased) meanwhile.
+      const clock::time_point when = first->first.first;
+      if (clock::now() < when) {
+        wake_.wait_until(lock, when);
         continue;
       }
       first->second.t->expire(first->second.why);
