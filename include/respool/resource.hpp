@@ -149,6 +149,9 @@ class Resource {
     hooks.prepare_until = std::move(prepare_until);
     hooks.on_release = std::move(o.on_release);
     hooks.connection_errors = connection_errors;
+    // Connection pools: a close may wait for a stalled broker (up to the
+    // transport's close bound), so force_close_all/resize/reset close them in parallel.
+    hooks.parallel_close = connection_errors;
     return new detail::pool_core<T>(o.limit, std::move(hooks));
   }
 

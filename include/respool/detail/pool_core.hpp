@@ -11,6 +11,8 @@
 // `async_refs_` are the reference counts, `owner_gone_` says the Resource died).
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -19,6 +21,7 @@
 #include <functional>
 #include <mutex>
 #include <new>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -94,6 +97,7 @@ struct pool_hooks {
   std::function<void(T&, const acquire_deadline&)> prepare_until;
   std::function<void(T&)> on_release;  // when a lease gives it back; must not throw
   bool connection_errors = false;      // throw connection_limit_exceeded & co
+  bool parallel_close = false;         // close several at once on threads (hooks that may block on I/O)
 };
 
 // What an acquire attempt got while holding the lock.
@@ -440,8 +444,15 @@ class pool_core {
       closed_ += leased.size();
       grant_capacity_locked();
     }
-    close_and_delete(idle);
-    for (slot<T>* s : leased) {
+    // Idle and leased ones together, in parallel where closes may block.
+    const std::size_t idle_count = idle.size();
+    for_each_close(idle_count + leased.size(), [&](std::size_t i) noexcept {
+      if (i < idle_count) {
+        close_quietly(idle[i]->value);
+        delete idle[i];
+        return;
+      }
+      slot<T>* s = leased[i - idle_count];
       close_quietly(s->value);
       bool gone;
       {
@@ -451,7 +462,7 @@ class pool_core {
         if (gone) unlink_slot(s);  // its lease came back meanwhile
       }
       if (gone) delete s;
-    }
+    });
   }
 
   // Refuse further acquires, wake waiters with pool_closed, close idle resources.
@@ -552,11 +563,37 @@ class pool_core {
   }
 
   void close_and_delete(std::vector<slot<T>*>& slots) noexcept {
-    for (slot<T>* s : slots) {
-      close_quietly(s->value);
-      delete s;
-    }
+    for_each_close(slots.size(), [&](std::size_t i) noexcept {
+      close_quietly(slots[i]->value);
+      delete slots[i];
+    });
     slots.clear();
+  }
+
+  // fn(0) ... fn(n - 1). With hooks_.parallel_close (connection pools, whose
+  // close may wait for a stalled broker up to the transport's close bound),
+  // on up to 256 threads at once: closing many connections takes about one
+  // close bound, not one per connection. Serial if a thread cannot be made.
+  template <class F>
+  void for_each_close(std::size_t n, F&& fn) noexcept {
+    if (!hooks_.parallel_close || n < 2) {
+      for (std::size_t i = 0; i < n; ++i) fn(i);
+      return;
+    }
+    std::atomic<std::size_t> next{0};
+    auto worker = [&]() noexcept {
+      for (std::size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) fn(i);
+    };
+    std::vector<std::thread> threads;
+    const std::size_t extra = std::min<std::size_t>(n, 256) - 1;
+    try {
+      threads.reserve(extra);
+      for (std::size_t k = 0; k < extra; ++k) threads.emplace_back(worker);
+    } catch (...) {
+      // Out of threads: this one does the rest.
+    }
+    worker();
+    for (auto& t : threads) t.join();
   }
 
   // Back from a lease (or a failed prepare): to the longest waiter, to the
