@@ -470,6 +470,37 @@ TEST_CASE("redis: close() and force_close_all() from another thread end a blocke
   }
 }
 
+TEST_CASE("redis stalled: force_close_all() closes many connections in parallel, in about one bound",
+          "[redis][stall][integration]") {
+  RESPOOL_URL_OR_SKIP("RESPOOL_REDIS_URL");
+  stall_server proxy(port_of(url));
+  const std::string slow = redis_url(proxy.port(), "socket_timeout=0.5&connect_timeout=1");
+  constexpr int n = 8;
+  const std::string q = unique("parallel-close");
+  std::vector<std::string> tags;
+  ConnectionPool pool(slow, n);
+  {
+    // Every connection holds an unacked message: its close has a restore to
+    // send, which the frozen proxy never answers (one socket_timeout each).
+    std::vector<Lease<Connection>> leases;
+    for (int i = 0; i < n; ++i) leases.push_back(pool.acquire(5s));
+    for (auto& c : leases) c->default_channel().publish(small_message(), "", q);
+    for (auto& c : leases) {
+      auto m = c->default_channel().get(q, false);
+      REQUIRE(m);
+      tags.push_back(m->delivery_tag());
+    }
+  }
+  REQUIRE(pool.stats().idle == n);
+  proxy.freeze();
+  auto o = timed("redis stalled: force_close_all() of 8 connections with unacked messages",
+                 [&] { pool.force_close_all(); });
+  // One after the other this takes n x 0.5 s = 4 s; in parallel about 0.5 s.
+  check_returned(o, 1.5);
+  proxy.thaw();
+  for (const auto& tag : tags) redis_cleanup(url, q, tag);
+}
+
 // ---------------------------------------------------------------- amqp://
 
 TEST_CASE("amqp black hole (accepts, never answers): connect fails within connect_timeout", "[amqp][stall]") {
