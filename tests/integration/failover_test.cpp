@@ -115,7 +115,7 @@ TEST_CASE("failover on redis://: the primary killed mid-publish, publishes resum
   CHECK(llen(main_port, queue) == static_cast<std::size_t>(on_alternate));
 }
 
-TEST_CASE("failover: a primary nobody listens on is skipped; all down names every failure",
+TEST_CASE("failover: a primary nobody listens on is skipped, all down names every failure",
           "[failover][redis][amqp]") {
   for (const char* var : {"RESPOOL_REDIS_URL", "RESPOOL_AMQP_URL"}) {
     const char* url_c = respool_test::env(var);
