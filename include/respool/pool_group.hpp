@@ -1,14 +1,17 @@
 // respool/pool_group.hpp — PoolGroup<Key, Pool>: one pool per key (kombu PoolGroup).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -101,10 +104,41 @@ class PoolGroup {
       old = entries(table_.load(std::memory_order_relaxed));
       table_.store(new_table(initial_capacity), std::memory_order_release);
     }
-    for (node* n : old) {  // outside the lock: close hooks may take time
+    // Outside the lock, and the pools at once: closing may wait for a stalled
+    // broker (up to a transport's close bound), so a reset of many pools
+    // takes about one bound, not one per pool.
+    auto close_pool = [](node* n) {
       n->pool->close();
       n->pool->force_close_all();
+    };
+    if (old.size() < 2) {
+      for (node* n : old) close_pool(n);
+      return;
     }
+    std::atomic<std::size_t> next{0};
+    std::mutex failure_mutex;
+    std::exception_ptr failure;
+    auto worker = [&] {
+      for (std::size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < old.size();) {
+        try {
+          close_pool(old[i]);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(failure_mutex);
+          if (!failure) failure = std::current_exception();
+        }
+      }
+    };
+    std::vector<std::thread> threads;
+    try {
+      const std::size_t extra = std::min<std::size_t>(old.size(), 64) - 1;
+      threads.reserve(extra);
+      for (std::size_t k = 0; k < extra; ++k) threads.emplace_back(worker);
+    } catch (...) {
+      // Out of threads: this one does the rest.
+    }
+    worker();
+    for (auto& t : threads) t.join();
+    if (failure) std::rethrow_exception(failure);
   }
 
   // True if the group follows the global default limit.

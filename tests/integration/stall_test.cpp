@@ -501,6 +501,33 @@ TEST_CASE("redis stalled: force_close_all() closes many connections in parallel,
   for (const auto& tag : tags) redis_cleanup(url, q, tag);
 }
 
+TEST_CASE("redis stalled: a group reset closes its pools in parallel, in about one bound",
+          "[redis][stall][integration]") {
+  RESPOOL_URL_OR_SKIP("RESPOOL_REDIS_URL");
+  stall_server proxy(port_of(url));
+  constexpr int pools_n = 3;
+  const std::string q = unique("parallel-reset");
+  std::vector<std::pair<std::string, std::string>> left;  // (url, tag) to clean up
+  pools::Connections group(2);
+  for (int db = 0; db < pools_n; ++db) {
+    const std::string key = "redis://127.0.0.1:" + std::to_string(proxy.port()) + "/" + std::to_string(db) +
+                            "?socket_timeout=0.5&connect_timeout=1";
+    auto c = group[key].acquire(5s);  // one connection per pool, holding an unacked message
+    c->default_channel().publish(small_message(), "", q);
+    auto m = c->default_channel().get(q, false);
+    REQUIRE(m);
+    left.emplace_back("redis://127.0.0.1:" + std::to_string(port_of(url)) + "/" + std::to_string(db),
+                      m->delivery_tag());
+  }
+  REQUIRE(group.size() == pools_n);
+  proxy.freeze();
+  auto o = timed("redis stalled: reset() of a group of 3 pools, one stalled close each", [&] { group.reset(); });
+  // One pool after the other this takes 3 x 0.5 s; all at once about 0.5 s.
+  check_returned(o, 1.25);
+  proxy.thaw();
+  for (const auto& [u, tag] : left) redis_cleanup(u, q, tag);
+}
+
 // ---------------------------------------------------------------- amqp://
 
 TEST_CASE("amqp black hole (accepts, never answers): connect fails within connect_timeout", "[amqp][stall]") {
