@@ -14,16 +14,13 @@
 #include <vector>
 
 #include "respool/respool.hpp"
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using namespace respool;
 
 namespace {
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int publishes_per_thread = 400;
-#else
-constexpr int publishes_per_thread = 3000;
-#endif
+constexpr int publishes_per_thread = respool_test::sanitized ? 400 : 3000;
 }  // namespace
 
 TEST_CASE("close race: closing connections that publishing threads are using", "[close_race]") {

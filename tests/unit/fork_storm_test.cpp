@@ -28,17 +28,15 @@
 
 #include "respool/async.hpp"
 #include "respool/respool.hpp"
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using namespace respool;
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int default_rounds = 60;  // a sanitized fork copies a large shadow memory
-#else
-constexpr int default_rounds = 300;
-#endif
+constexpr int default_rounds =
+    respool_test::sanitized ? 60 : 300;  // a sanitized fork copies a large shadow memory
 
 int fork_rounds() {
   const char* env = std::getenv("RESPOOL_FORK_ROUNDS");

@@ -19,6 +19,7 @@
 #include "respool/async.hpp"
 #include "respool/connection_pool.hpp"
 #include "respool/resource.hpp"
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using respool::Lease;
@@ -26,21 +27,9 @@ using respool::Resource;
 
 namespace {
 
-template <class Condition>
-bool eventually(Condition condition) {
-  const auto give_up = std::chrono::steady_clock::now() + 60s;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
+using respool_test::eventually;
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int rounds = 150;
-#else
-constexpr int rounds = 600;
-#endif
+constexpr int rounds = respool_test::sanitized ? 150 : 600;
 
 }  // namespace
 
