@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "respool/detail/globals.hpp"
+#include "respool/detail/parallel.hpp"
 
 namespace respool {
 
@@ -107,38 +108,10 @@ class PoolGroup {
     // Outside the lock, and the pools at once: closing may wait for a stalled
     // broker (up to a transport's close bound), so a reset of many pools
     // takes about one bound, not one per pool.
-    auto close_pool = [](node* n) {
-      n->pool->close();
-      n->pool->force_close_all();
-    };
-    if (old.size() < 2) {
-      for (node* n : old) close_pool(n);
-      return;
-    }
-    std::atomic<std::size_t> next{0};
-    std::mutex failure_mutex;
-    std::exception_ptr failure;
-    auto worker = [&] {
-      for (std::size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < old.size();) {
-        try {
-          close_pool(old[i]);
-        } catch (...) {
-          std::lock_guard<std::mutex> lock(failure_mutex);
-          if (!failure) failure = std::current_exception();
-        }
-      }
-    };
-    std::vector<std::thread> threads;
-    try {
-      const std::size_t extra = std::min<std::size_t>(old.size(), 64) - 1;
-      threads.reserve(extra);
-      for (std::size_t k = 0; k < extra; ++k) threads.emplace_back(worker);
-    } catch (...) {
-      // Out of threads: this one does the rest.
-    }
-    worker();
-    for (auto& t : threads) t.join();
-    if (failure) std::rethrow_exception(failure);
+    detail::run_in_parallel(old.size(), max_close_threads, [&](std::size_t i) {
+      old[i]->pool->close();
+      old[i]->pool->force_close_all();
+    });
   }
 
   // True if the group follows the global default limit.
@@ -165,6 +138,9 @@ class PoolGroup {
     std::size_t count = 0;  // written under the mutex only
   };
   static constexpr std::size_t initial_capacity = 16;
+  // Threads that close pools at once in reset() and resize() (each pool may
+  // start more to close its own connections).
+  static constexpr std::size_t max_close_threads = 64;
 
   PoolGroup(std::size_t limit, bool follows, factory_type factory)
       : limit_(limit),
@@ -308,12 +284,11 @@ class PoolGroup {
       ++limit_epoch_;
       pools = entries(table_.load(std::memory_order_relaxed));
     }
-    std::vector<node*> done;
     try {
-      for (node* n : pools) {
-        n->pool->resize(limit, force);
-        done.push_back(n);
-      }
+      // All pools at once: shrinking closes resources, and each close may
+      // wait for a stalled broker up to the transport's close bound.
+      detail::run_in_parallel(pools.size(), max_close_threads,
+                              [&](std::size_t i) { pools[i]->pool->resize(limit, force); });
     } catch (...) {
       // Use grew between the check and here: undo, so nothing is half-applied
       // (pools made meanwhile at the new limit included).
@@ -321,14 +296,14 @@ class PoolGroup {
         std::lock_guard<std::mutex> lock(mutex_);
         limit_.store(previous, std::memory_order_release);
         ++limit_epoch_;
-        done = entries(table_.load(std::memory_order_relaxed));
+        pools = entries(table_.load(std::memory_order_relaxed));
       }
-      for (node* n : done) {
+      detail::run_in_parallel(pools.size(), max_close_threads, [&](std::size_t i) noexcept {
         try {
-          n->pool->resize(previous, false);
+          pools[i]->pool->resize(previous, false);
         } catch (...) {
         }
-      }
+      });
       throw;
     }
     if (explicit_call) follows_default_.store(false, std::memory_order_relaxed);

@@ -521,11 +521,72 @@ TEST_CASE("redis stalled: a group reset closes its pools in parallel, in about o
   }
   REQUIRE(group.size() == pools_n);
   proxy.freeze();
-  auto o = timed("redis stalled: reset() of a group of 3 pools, one stalled close each", [&] { group.reset(); });
+  auto o =
+      timed("redis stalled: reset() of a group of 3 pools, one stalled close each", [&] { group.reset(); });
   // One pool after the other this takes 3 x 0.5 s; all at once about 0.5 s.
   check_returned(o, 1.25);
   proxy.thaw();
   for (const auto& [u, tag] : left) redis_cleanup(u, q, tag);
+}
+
+// A group of `pools_n` pools on the frozen proxy, each holding `per_pool`
+// connections with an unacked message (so closing each one stalls for one
+// socket_timeout). With `keep_leases` the connections stay leased.
+struct stalled_group {
+  static constexpr int pools_n = 3;
+  static constexpr int per_pool = 2;
+  stall_server proxy;
+  std::string q = unique("parallel-resize");
+  std::vector<std::pair<std::string, std::string>> left;  // (url, tag) to clean up
+  pools::Connections group{per_pool};
+  std::vector<Lease<Connection>> leases;
+  std::vector<std::string> keys;
+
+  stalled_group(const std::string& url, bool keep_leases) : proxy(port_of(url)) {
+    for (int db = 0; db < pools_n; ++db) {
+      const std::string key = "redis://127.0.0.1:" + std::to_string(proxy.port()) + "/" + std::to_string(db) +
+                              "?socket_timeout=0.5&connect_timeout=1";
+      keys.push_back(key);
+      std::vector<Lease<Connection>> mine;
+      for (int i = 0; i < per_pool; ++i) mine.push_back(group[key].acquire(5s));
+      for (auto& c : mine) {
+        c->default_channel().publish(small_message(), "", q);
+        auto m = c->default_channel().get(q, false);
+        REQUIRE(m);
+        left.emplace_back("redis://127.0.0.1:" + std::to_string(port_of(url)) + "/" + std::to_string(db),
+                          m->delivery_tag());
+      }
+      if (keep_leases)
+        for (auto& c : mine) leases.push_back(std::move(c));
+    }
+    REQUIRE(group.size() == pools_n);
+    proxy.freeze();
+  }
+  ~stalled_group() {
+    leases.clear();
+    proxy.thaw();
+    for (const auto& [u, tag] : left) redis_cleanup(u, q, tag);
+  }
+};
+
+TEST_CASE("redis stalled: a group resize closes its pools in parallel, in about one bound",
+          "[redis][stall][integration]") {
+  RESPOOL_URL_OR_SKIP("RESPOOL_REDIS_URL");
+  SECTION("shrinking closes idle connections") {
+    stalled_group g(url, false);
+    auto o = timed("redis stalled: resize(1) of a group of 3 pools, one idle close each",
+                   [&] { g.group.resize(1); });
+    // One pool after the other this takes 3 x 0.5 s; all at once about 0.5 s.
+    check_returned(o, 1.25);
+    for (const auto& k : g.keys) CHECK(g.group[k].limit() == 1);
+  }
+  SECTION("a forced resize closes leased connections") {
+    stalled_group g(url, true);
+    auto o = timed("redis stalled: resize(1, force) of a group of 3 pools, two leased closes each",
+                   [&] { g.group.resize(1, true); });
+    check_returned(o, 1.25);
+    for (const auto& k : g.keys) CHECK(g.group[k].limit() == 1);
+  }
 }
 
 // ---------------------------------------------------------------- amqp://
