@@ -8,7 +8,13 @@
 //    answers; with every broker down the error names each failure, without
 //    the password.
 //
-// Reads RESPOOL_REDIS_URL, RESPOOL_REDIS_PORT and RESPOOL_AMQP_URL (tests/run).
+//  * amqp://: a second RabbitMQ node (tests/run's RESPOOL_AMQP2_*) is the
+//    primary, the test node the alternate; the primary is SIGKILLed mid-
+//    publish. Publishes resume on the alternate; every confirmed publish is
+//    in its queue, on the alternate, and on the primary once it restarts.
+//
+// Reads RESPOOL_REDIS_URL, RESPOOL_REDIS_PORT, RESPOOL_AMQP_URL and
+// RESPOOL_AMQP2_* (tests/run).
 #include <hiredis/hiredis.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -16,6 +22,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <respool/respool.hpp>
 #include <respool/transport/amqp.hpp>
 #include <respool/transport/redis.hpp>
@@ -113,6 +120,71 @@ TEST_CASE("failover on redis://: the primary killed mid-publish, publishes resum
   CHECK(failed <= 2);  // at most the publishes on the connections the kill cut
   // Nothing reported as sent to the surviving broker is missing there.
   CHECK(llen(main_port, queue) == static_cast<std::size_t>(on_alternate));
+}
+
+// Runs one of tests/run's server scripts (they return once the server answers).
+void run_script(const char* path) {
+  REQUIRE(path != nullptr);
+  INFO(path);
+  REQUIRE(std::system(path) == 0);
+}
+
+std::size_t amqp_queue_size(const std::string& url, const std::string& queue) {
+  Connection c(url);
+  return c.default_channel().queue_size(queue);
+}
+
+TEST_CASE("failover on amqp://: the primary node killed mid-publish, publishes resume on the alternate",
+          "[failover][amqp]") {
+  RESPOOL_URL_OR_SKIP("RESPOOL_AMQP_URL");
+  const char* primary_url = respool_test::env("RESPOOL_AMQP2_URL");
+  if (primary_url == nullptr) {
+    WARN("skipped: RESPOOL_AMQP2_URL not set (run tests/run)");
+    return;
+  }
+  run_script(respool_test::env("RESPOOL_AMQP2_START"));  // a second node, the primary
+  struct stop_primary {
+    ~stop_primary() { std::system(respool_test::env("RESPOOL_AMQP2_STOP")); }
+  } stop_at_exit;
+  const std::string queue = "respool-failover-" + std::to_string(::getpid());
+  for (const std::string u : {std::string(primary_url), url}) {
+    Connection c(u);
+    c.default_channel().declare(Queue{queue, Exchange{""}, queue});  // durable
+    c.default_channel().purge(queue);
+  }
+
+  ConnectionPool pool(std::string(primary_url) + ";" + url, 2);
+  const auto alternate_port = ConnectionParams::parse(url).port();
+  PublishOptions options;
+  options.routing_key = queue;  // persistent (delivery_mode 2), confirmed by the broker
+  int on_primary = 0, on_alternate = 0, failed = 0;
+  for (int i = 0; i < 300; ++i) {
+    if (i == 100) run_script(respool_test::env("RESPOOL_AMQP2_KILL"));  // SIGKILL: a crash
+    try {
+      auto connection = pool.acquire(10s);
+      Producer producer(*connection);
+      producer.publish({{"n", i}}, options);
+      (connection->active_params().port() == alternate_port ? on_alternate : on_primary)++;
+    } catch (const respool::error& e) {
+      ++failed;  // loud: the publish that met the dead node
+      INFO(e.what());
+      CHECK((e.code() == errc::connection_lost || e.code() == errc::connection_failed));
+    }
+  }
+  INFO("on primary " << on_primary << ", on alternate " << on_alternate << ", failed " << failed);
+  CHECK(on_primary == 100);
+  CHECK(on_alternate > 0);
+  CHECK(on_primary + on_alternate + failed == 300);
+  CHECK(failed <= 2);  // at most the publishes on the connections the kill cut
+  pool.close();
+  pool.force_close_all();
+  // Nothing reported as sent is missing: the alternate has every message
+  // confirmed there, and the primary, back from its crash, every message it
+  // confirmed before it died (persistent messages in a durable queue).
+  CHECK(amqp_queue_size(url, queue) == static_cast<std::size_t>(on_alternate));
+  run_script(respool_test::env("RESPOOL_AMQP2_START"));
+  CHECK(amqp_queue_size(primary_url, queue) == static_cast<std::size_t>(on_primary));
+  for (const std::string u : {std::string(primary_url), url}) Connection(u).default_channel().purge(queue);
 }
 
 TEST_CASE("failover: a primary nobody listens on is skipped, all down names every failure",
