@@ -29,46 +29,13 @@
 #include <string>
 #include <thread>
 
+#include "own_redis.hpp"
 #include "pools_support.hpp"
 
 using namespace std::chrono_literals;
 using namespace respool;
 
 namespace {
-
-// A redis-server of the test's own on a free loopback port (killed by the destructor).
-struct own_redis {
-  pid_t pid = -1;
-  std::uint16_t port = respool_test::free_port();
-
-  own_redis() {
-    pid = ::fork();
-    if (pid == 0) {
-      const std::string p = std::to_string(port);
-      ::execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--logfile", "/dev/null", static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    // Readiness of another process: poll it, bounded.
-    const auto give_up = std::chrono::steady_clock::now() + 20s;
-    for (;;) {
-      redisContext* probe = redisConnect("127.0.0.1", port);
-      const bool up = probe != nullptr && probe->err == 0;
-      if (probe != nullptr) redisFree(probe);
-      if (up) break;
-      if (std::chrono::steady_clock::now() > give_up) FAIL("redis-server did not start on port " << port);
-      std::this_thread::yield();
-    }
-  }
-  void kill() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-      pid = -1;
-    }
-  }
-  ~own_redis() { kill(); }
-};
 
 std::size_t llen(std::uint16_t port, const std::string& key) {
   redisContext* c = redisConnect("127.0.0.1", port);
@@ -91,7 +58,7 @@ TEST_CASE("failover on redis://: the primary killed mid-publish, publishes resum
   const char* main_port_c = respool_test::env("RESPOOL_REDIS_PORT");
   REQUIRE(main_port_c != nullptr);
   const auto main_port = static_cast<std::uint16_t>(std::stoi(main_port_c));
-  own_redis primary;
+  respool_test::own_redis primary;
   const std::string failover_url =
       "redis://127.0.0.1:" + std::to_string(primary.port) + ";redis://127.0.0.1:" + std::to_string(main_port);
   const std::string queue = "respool-failover-" + std::to_string(::getpid());

@@ -29,7 +29,9 @@
 //   * declare   exchanges and queues store nothing in Redis (exchange types
 //               live in the connection, as in kombu's BrokerState)
 //   * publish   default exchange "": LPUSH <routing_key>; direct/topic:
-//               SMEMBERS the binding set, LPUSH every matching queue;
+//               SMEMBERS the binding set, LPUSH every matching queue (kombu's
+//               two steps, done by one server-side script: one round trip,
+//               see respool/detail/redis_route.hpp);
 //               fanout: PUBLISH /<db>.<exchange>[/<routing_key>] (live
 //               subscribers only; no list is written)
 //   * priority  0-2 -> <queue>, 3-5 -> <queue>\x06\x163, 6-8 -> \x06\x166,
@@ -67,6 +69,7 @@
 #include "respool/detail/globals.hpp"
 #include "respool/detail/redis_client.hpp"
 #include "respool/detail/redis_kombu.hpp"
+#include "respool/detail/redis_route.hpp"
 #include "respool/entity.hpp"
 #include "respool/errors.hpp"
 #include "respool/message.hpp"
@@ -174,6 +177,7 @@ struct session {
   redis::client client;
   std::vector<std::string> delivered;                      // kombu QoS._delivered: tags got with no_ack=false
   std::map<std::string, Exchange, std::less<>> exchanges;  // kombu BrokerState.exchanges
+  std::string route_script_sha;  // SHA1 of redis_route.hpp's script once loaded here
   std::atomic<bool> abandoned{false};
   // 1 + the fork generation (respool/detail/globals.hpp) that connected; 0
   // before. A generation is an atomic load where getpid() is a system call,
@@ -504,6 +508,31 @@ class redis_connection final : public connection_impl {
     return it == s.exchanges.end() ? std::string("direct") : it->second.type;
   }
 
+  // Runs detail::redis::route_and_push_script: the lookup of `exchange` and
+  // the LPUSH of `payload` to every matching queue's `suffix` list, in one
+  // round trip. The script is loaded once per session (SCRIPT LOAD) and run
+  // by its SHA; a server that lost it (restarted, SCRIPT FLUSH) gets it again.
+  void route_and_push(respool::detail::redis::session& s, std::string_view exchange,
+                      std::string_view routing_key, std::string_view suffix, std::string_view payload) {
+    namespace kr = respool::detail::redis;
+    const std::string key = kr::binding_key(exchange);
+    const std::string type = type_of(s, exchange);
+    const std::string what = "publish to exchange '" + std::string(exchange) + "'";
+    if (s.route_script_sha.empty()) {
+      auto loaded = s.client.command({"SCRIPT", "LOAD", kr::route_and_push_script});
+      check("SCRIPT LOAD", loaded);
+      if (loaded->type != REDIS_REPLY_STRING) refused("SCRIPT LOAD", loaded.get());
+      s.route_script_sha.assign(loaded->str, loaded->len);
+    }
+    auto reply =
+        s.client.command({"EVALSHA", s.route_script_sha, "1", key, type, routing_key, suffix, payload});
+    if (reply->type == REDIS_REPLY_ERROR &&
+        std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT")
+      reply =
+          s.client.command({"EVAL", kr::route_and_push_script, "1", key, type, routing_key, suffix, payload});
+    check(what, reply);
+  }
+
   // kombu Channel._lookup: the queues `exchange` routes `routing_key` to.
   std::vector<std::string> lookup(respool::detail::redis::session& s, std::string_view exchange,
                                   std::string_view routing_key) {
@@ -662,15 +691,14 @@ inline void redis_channel::publish(const Envelope& message, std::string_view exc
     redis_connection::check("PUBLISH " + topic, reply);
     return;
   }
-  auto queues = connection_.lookup(*s, exchange, routing_key);
-  if (queues.empty()) return;  // unroutable: dropped (AMQP semantics)
-  std::vector<std::string> lists;
-  lists.reserve(queues.size());
-  for (const auto& q : queues) lists.push_back(kr::priority_queue(q, message.priority));
-  std::vector<redis_connection::command_args> commands;
-  for (const auto& list : lists) commands.push_back({"LPUSH", list, payload});
-  auto replies = s->client.pipeline(commands);
-  for (std::size_t i = 0; i < replies.size(); ++i) redis_connection::check("LPUSH " + lists[i], replies[i]);
+  if (exchange.empty()) {  // the default exchange: the queue named by the routing key
+    const std::string list = kr::priority_queue(routing_key, message.priority);
+    redis_connection::check("LPUSH " + list, s->client.command({"LPUSH", list, payload}));
+    return;
+  }
+  // kombu's lookup and the pushes, on the server in one round trip
+  // (respool/detail/redis_route.hpp). Unroutable: dropped (AMQP semantics).
+  connection_.route_and_push(*s, exchange, routing_key, kr::priority_queue("", message.priority), payload);
 }
 
 inline std::optional<Message> redis_channel::get(std::string_view queue, bool no_ack) {
