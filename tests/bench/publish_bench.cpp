@@ -4,7 +4,9 @@
 // `publish` stage starts them and runs this side by side with
 // redis-benchmark and Python kombu: tests/bench/publish_compare.sh).
 // The default exchange routes to the queue named by the routing key, so one
-// publish is one LPUSH on Redis, one basic.publish (+ confirm) on AMQP.
+// publish is one LPUSH on Redis, one basic.publish (+ confirm) on AMQP;
+// BM_publish_redis_direct publishes to a named direct exchange (kombu's
+// binding lookup and the LPUSH, one server-side script: one round trip).
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -27,7 +29,12 @@ nlohmann::json message_200_bytes() {
 
 const char* queue_name = "respool_bench_publish";
 
-void publish_loop(benchmark::State& state, const char* env, const char* query = "") {
+// The direct exchange of the *_direct benchmarks (bound to the queue, with
+// the queue's name as routing key).
+const char* exchange_name = "respool_bench_direct";
+
+void publish_loop(benchmark::State& state, const char* env, const char* query = "",
+                  const char* exchange = "") {
   const char* base = std::getenv(env);
   if (base == nullptr) {
     state.SkipWithError((std::string(env) + " not set").c_str());
@@ -41,11 +48,19 @@ void publish_loop(benchmark::State& state, const char* env, const char* query = 
     auto conn = respool::pools::connections[connection].acquire();
     respool::Queue queue;
     queue.name = queue_name;
+    if (*exchange != '\0') {
+      queue.exchange = respool::Exchange{exchange, "direct"};
+      queue.routing_key = queue_name;
+    }
     conn->default_channel().declare(queue);
     conn->default_channel().purge(queue_name);
   }
   respool::PublishOptions options;
   options.routing_key = queue_name;
+  options.exchange = exchange;
+  // (redis://: the exchange's type lives in the connection, as in kombu:
+  // each pooled connection learns it from this declare, once.)
+  if (*exchange != '\0') options.declare.push_back(respool::Exchange{exchange, "direct"});
   auto& producers = respool::pools::producers[connection];
   for (auto _ : state) {
     auto producer = producers.acquire();
@@ -57,12 +72,17 @@ void publish_loop(benchmark::State& state, const char* env, const char* query = 
 
 void BM_publish_redis(benchmark::State& state) { publish_loop(state, "RESPOOL_REDIS_URL"); }
 void BM_publish_amqp(benchmark::State& state) { publish_loop(state, "RESPOOL_AMQP_URL"); }
+// To a named direct exchange: kombu's binding lookup + push (one round trip).
+void BM_publish_redis_direct(benchmark::State& state) {
+  publish_loop(state, "RESPOOL_REDIS_URL", "", exchange_name);
+}
 // Without publisher confirms (kombu's default: a publish returns once written).
 void BM_publish_amqp_noconfirm(benchmark::State& state) {
   publish_loop(state, "RESPOOL_AMQP_URL", "?confirm_publish=0");
 }
 
 BENCHMARK(BM_publish_redis)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_publish_redis_direct)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_publish_amqp)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_publish_amqp_noconfirm)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()->MinTime(2.0);
 

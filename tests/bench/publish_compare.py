@@ -3,7 +3,8 @@
 respool's pools::producers[c].acquire() + publish (tests/bench/publish_bench.cpp),
 against redis-benchmark's LPUSH at the same client count (the broker's
 ceiling) and Python kombu's producers[conn].acquire() + publish loop
-(tests/bench/kombu_publish.py), on Redis and RabbitMQ.
+(tests/bench/kombu_publish.py), on Redis and RabbitMQ. "redis-direct" publishes
+to a named direct exchange (kombu's peer does the same).
 
 usage: publish_compare.py BENCH_BINARY   (with RESPOOL_REDIS_URL, RESPOOL_REDIS_PORT,
                                            RESPOOL_AMQP_URL set, as tests/run's publish stage does)
@@ -29,7 +30,10 @@ def respool_rates():
         if "error_occurred" in b and b["error_occurred"]:
             continue
         name = b["name"]  # BM_publish_redis/min_time:2.000/real_time/threads:4
-        broker = "redis" if "redis" in name else ("amqp-noconfirm" if "noconfirm" in name else "amqp")
+        if "redis" in name:
+            broker = "redis-direct" if "direct" in name else "redis"
+        else:
+            broker = "amqp-noconfirm" if "noconfirm" in name else "amqp"
         rates[(broker, b["threads"])] = b["items_per_second"]
     return rates
 
@@ -45,8 +49,9 @@ def redis_benchmark(clients):
     raise SystemExit("redis-benchmark printed no LPUSH line:\n" + out)
 
 
-def kombu(url, clients):
-    out = subprocess.run(["/usr/bin/python3", str(here / "kombu_publish.py"), url, str(clients), str(seconds)],
+def kombu(url, clients, exchange=""):
+    out = subprocess.run(["/usr/bin/python3", str(here / "kombu_publish.py"), url, str(clients), str(seconds)]
+                         + ([exchange] if exchange else []),
                          check=True, capture_output=True, text=True).stdout
     return float(out.strip().splitlines()[-1])
 
@@ -55,8 +60,8 @@ rates = respool_rates()
 print("| broker | threads | respool msgs/s | redis-benchmark LPUSH/s | respool / redis-benchmark | kombu msgs/s | respool / kombu |")
 print("|---|---|---|---|---|---|---|")
 kombu_rates = {}
-for broker, env in (("redis", "RESPOOL_REDIS_URL"), ("amqp", "RESPOOL_AMQP_URL"),
-                    ("amqp-noconfirm", "RESPOOL_AMQP_URL")):
+for broker, env in (("redis", "RESPOOL_REDIS_URL"), ("redis-direct", "RESPOOL_REDIS_URL"),
+                    ("amqp", "RESPOOL_AMQP_URL"), ("amqp-noconfirm", "RESPOOL_AMQP_URL")):
     url = os.environ.get(env)
     if not url:
         continue
@@ -64,11 +69,12 @@ for broker, env in (("redis", "RESPOOL_REDIS_URL"), ("amqp", "RESPOOL_AMQP_URL")
         ours = rates.get((broker, n))
         if ours is None:
             continue
-        ceiling = redis_benchmark(n) if broker == "redis" else None
+        ceiling = redis_benchmark(n) if broker.startswith("redis") else None
         # kombu publishes without confirms either way: measure it once per thread count.
-        if (env, n) not in kombu_rates:
-            kombu_rates[(env, n)] = kombu(url, n)
-        peer = kombu_rates[(env, n)]
+        exchange = "respool_bench_kombu_direct" if broker == "redis-direct" else ""
+        if (env, n, exchange) not in kombu_rates:
+            kombu_rates[(env, n, exchange)] = kombu(url, n, exchange)
+        peer = kombu_rates[(env, n, exchange)]
         cells = [broker, str(n), f"{ours:,.0f}"]
         cells += [f"{ceiling:,.0f}", f"{ours / ceiling:.0%}"] if ceiling else ["—", "—"]
         cells += [f"{peer:,.0f}", f"{ours / peer:.1f}×"]
