@@ -13,6 +13,7 @@
 #include <string_view>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "respool/connection_params.hpp"
 #include "respool/detail/globals.hpp"
@@ -46,6 +47,10 @@ class Channel {
   std::optional<Message> get(std::string_view queue, bool no_ack = true);
   // Publish an already encoded envelope (Producer does the encoding).
   void publish(const Envelope& message, std::string_view exchange, std::string_view routing_key);
+  // Publish several envelopes to one exchange and routing key, with as many
+  // in flight at once as the transport allows (Producer::publish_many).
+  void publish_many(const std::vector<Envelope>& messages, std::string_view exchange,
+                    std::string_view routing_key);
   // Messages ready in `queue`.
   std::size_t queue_size(std::string_view queue);
   // Remove all ready messages from `queue`; returns how many.
@@ -256,6 +261,11 @@ inline std::optional<Message> Channel::get(std::string_view queue, bool no_ack) 
 inline void Channel::publish(const Envelope& message, std::string_view exchange,
                              std::string_view routing_key) {
   impl().publish(message, exchange, routing_key);
+}
+inline void Channel::publish_many(const std::vector<Envelope>& messages, std::string_view exchange,
+                                  std::string_view routing_key) {
+  if (messages.empty()) return;
+  impl().publish_many(messages.data(), messages.size(), exchange, routing_key);
 }
 inline std::size_t Channel::queue_size(std::string_view queue) { return impl().queue_size(queue); }
 inline std::size_t Channel::purge(std::string_view queue) { return impl().purge(queue); }

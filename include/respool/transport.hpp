@@ -41,6 +41,14 @@ class channel_impl {
   // Publish an envelope. Returns once the broker has the message (as far as
   // the transport can tell); throws respool::error on failure, never drops silently.
   virtual void publish(const Envelope& message, std::string_view exchange, std::string_view routing_key) = 0;
+  // Publish `count` envelopes, in order, to one exchange and routing key.
+  // Returns once the broker has every one (as publish); throws if any may be
+  // missing. Transports that can keep many messages in flight (AMQP confirms,
+  // Redis pipelining) override it; this default publishes one at a time.
+  virtual void publish_many(const Envelope* messages, std::size_t count, std::string_view exchange,
+                            std::string_view routing_key) {
+    for (std::size_t i = 0; i < count; ++i) publish(messages[i], exchange, routing_key);
+  }
   // basic_get: the next message of `queue`, or nothing if it is empty.
   virtual std::optional<Message> get(std::string_view queue, bool no_ack) = 0;
   // Number of messages ready in `queue` (0 if it does not exist).

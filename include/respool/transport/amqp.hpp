@@ -104,6 +104,7 @@
 #include <string_view>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "respool/connection_params.hpp"
 #include "respool/detail/amqp_c.hpp"
@@ -662,10 +663,51 @@ class session final : public std::enable_shared_from_this<session>, private watc
   }
 
   void publish(const Envelope& m, std::string_view exchange, std::string_view routing_key) {
+    publish_many(&m, 1, exchange, routing_key);
+  }
+
+  // Sends every message, then waits for their confirms together: many
+  // confirms in flight on one connection, one wait for the batch.
+  void publish_many(const Envelope* messages, std::size_t count, std::string_view exchange,
+                    std::string_view routing_key) {
+    if (count == 0) return;
     ensure_open();
     deadline_scope backstop(*this, heartbeat_backstop(), interruption::write_timeout);
     check_shortstr(exchange, "exchange name");
     check_shortstr(routing_key, "routing key");
+    for (std::size_t i = 0; i < count; ++i)
+      check_publishable(messages[i], count > 1);  // nothing sent if one is bad
+    const std::string what =
+        (count == 1 ? std::string("basic.publish") : std::to_string(count) + " basic.publish") +
+        " to exchange " + in_quotes(exchange) + " with routing key " + in_quotes(routing_key);
+    for (std::size_t i = 0; i < count; ++i) {
+      try {
+        send_publish(messages[i], exchange, routing_key, what);
+      } catch (const amqp_error& e) {
+        if (count == 1 || i == 0 || e.code() != errc::connection_lost) throw;
+        // The first i messages went out but none is confirmed: say so.
+        throw amqp_error(
+            errc::connection_lost,
+            prefix(what) + "the connection failed after " + std::to_string(i) + " of " +
+                std::to_string(count) +
+                " messages were sent; none is confirmed, each may or may not have been delivered");
+      }
+    }
+    if (options_.confirm_publish) {
+      const std::uint64_t first = published_ + 1;
+      published_ += count;
+      wait_for_confirms(first, published_, what);
+    }
+    release_buffers();
+  }
+
+  // What basic.publish would refuse, as encoding_error, before anything is
+  // sent (`headers`: the header table too, for a batch).
+  void check_publishable(const Envelope& m, bool headers) {
+    if (headers) {
+      table_builder tables;
+      tables.table(m.headers);
+    }
     check_shortstr(m.content_type, "content_type");
     check_shortstr(m.content_encoding, "content_encoding");
     if (m.priority < 0 || m.priority > 255)
@@ -675,7 +717,11 @@ class session final : public std::enable_shared_from_this<session>, private watc
       throw amqp_error(errc::encoding_error,
                        "amqp: delivery_mode must be 1 (transient) or 2 (persistent), not " +
                            std::to_string(m.delivery_mode));
+  }
 
+  // One basic.publish (its frames), bounded by write_timeout; no confirm wait.
+  void send_publish(const Envelope& m, std::string_view exchange, std::string_view routing_key,
+                    const std::string& what) {
     amqp_basic_properties_t props;
     std::memset(&props, 0, sizeof props);
     table_builder tables;
@@ -694,9 +740,6 @@ class session final : public std::enable_shared_from_this<session>, private watc
       props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
       props.delivery_mode = static_cast<std::uint8_t>(m.delivery_mode);
     }
-
-    const std::string what =
-        "basic.publish to exchange " + in_quotes(exchange) + " with routing key " + in_quotes(routing_key);
     int status;
     {
       deadline_scope bound(*this, options_.write_timeout, interruption::write_timeout);
@@ -711,8 +754,6 @@ class session final : public std::enable_shared_from_this<session>, private watc
       drop();
       throw amqp_error(encoding ? errc::encoding_error : errc::connection_lost, prefix(what) + text);
     }
-    if (options_.confirm_publish) wait_for_confirm(++published_, what);
-    release_buffers();
   }
 
   std::optional<Message> get(std::string_view queue, bool no_ack) {
@@ -1004,11 +1045,36 @@ class session final : public std::enable_shared_from_this<session>, private watc
     }
   }
 
-  void wait_for_confirm(std::uint64_t sequence, const std::string& what) {
+  // Waits for the broker's basic.ack / basic.nack of every delivery tag from
+  // `first` to `last` (acks may be "multiple" and come in any order).
+  // read_timeout bounds the wait for the next confirm: a batch that keeps
+  // being confirmed may take longer in all, a broker that stops confirming
+  // fails it within read_timeout.
+  void wait_for_confirms(std::uint64_t first, std::uint64_t last, const std::string& what) {
     using clock = std::chrono::steady_clock;
-    const auto deadline =
-        options_.read_timeout ? clock::now() + *options_.read_timeout : clock::time_point::max();
-    for (;;) {
+    const std::size_t count = static_cast<std::size_t>(last - first + 1);
+    enum : char { pending, acked, nacked };
+    std::vector<char> state(count, pending);
+    std::size_t low = 0;  // every tag below first + low is settled
+    std::size_t settled = 0, rejected = 0;
+    auto settle = [&](std::uint64_t tag, bool multiple, char how) {
+      if (tag < first) return;
+      const std::size_t top = static_cast<std::size_t>(std::min(tag, last) - first);
+      for (std::size_t i = multiple ? low : top; i <= top; ++i) {
+        if (state[i] != pending) continue;
+        state[i] = how;
+        ++settled;
+        if (how == nacked) ++rejected;
+      }
+      while (low < count && state[low] != pending) ++low;
+    };
+    auto deadline = options_.read_timeout ? clock::now() + *options_.read_timeout : clock::time_point::max();
+    const auto unconfirmed = [&] {
+      if (count == 1) return std::string("the message may or may not have been delivered");
+      return std::to_string(count - settled) + " of the " + std::to_string(count) +
+             " messages are unconfirmed and may or may not have been delivered";
+    };
+    while (settled < count) {
       amqp_frame_t frame;
       int status;
       if (options_.read_timeout) {
@@ -1021,35 +1087,41 @@ class session final : public std::enable_shared_from_this<session>, private watc
       if (status == AMQP_STATUS_TIMEOUT && options_.read_timeout) {
         const bool was_blocked = blocked_;
         drop();
-        throw amqp_error(
-            errc::connection_lost,
-            prefix(what) + "no publisher confirm within read_timeout" +
-                (was_blocked ? " (the broker is blocking publishers: connection.blocked)" : "") +
-                "; the connection was closed and the message may or may not have been delivered");
+        throw amqp_error(errc::connection_lost,
+                         prefix(what) + "no publisher confirm within read_timeout" +
+                             (was_blocked ? " (the broker is blocking publishers: connection.blocked)" : "") +
+                             "; the connection was closed and " + unconfirmed());
       }
       if (status != AMQP_STATUS_OK) {
         std::string text = lost_text(status);
         drop();
-        throw amqp_error(errc::connection_lost, prefix(what) + text +
-                                                    " before the broker confirmed the message; it may or "
-                                                    "may not have been delivered");
+        throw amqp_error(errc::connection_lost,
+                         prefix(what) + text + " before the broker confirmed " +
+                             (count == 1 ? std::string("the message; it may or may not have been delivered")
+                                         : "every message: " + unconfirmed()));
       }
       if (frame.frame_type == AMQP_FRAME_METHOD && frame.channel == channel_id) {
         if (frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
           const auto* ack = static_cast<const amqp_basic_ack_t*>(frame.payload.method.decoded);
-          if (ack->delivery_tag == sequence || (ack->multiple && ack->delivery_tag >= sequence)) return;
+          settle(ack->delivery_tag, ack->multiple != 0, acked);
+          if (options_.read_timeout) deadline = clock::now() + *options_.read_timeout;  // progress
           continue;
         }
         if (frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
           const auto* nack = static_cast<const amqp_basic_nack_t*>(frame.payload.method.decoded);
-          if (nack->delivery_tag == sequence || (nack->multiple && nack->delivery_tag >= sequence))
-            throw amqp_error(errc::channel_error,
-                             prefix(what) + "the broker rejected the message (basic.nack)");
+          settle(nack->delivery_tag, nack->multiple != 0, nacked);
+          if (options_.read_timeout) deadline = clock::now() + *options_.read_timeout;
           continue;
         }
       }
       background_frame(frame, what);
     }
+    if (rejected == 0) return;
+    if (count == 1)
+      throw amqp_error(errc::channel_error, prefix(what) + "the broker rejected the message (basic.nack)");
+    throw amqp_error(errc::channel_error, prefix(what) + "the broker rejected " + std::to_string(rejected) +
+                                              " of the " + std::to_string(count) +
+                                              " messages (basic.nack); the others are confirmed");
   }
 
   static void read_properties(const amqp_basic_properties_t& p, Envelope& e) {
@@ -1155,7 +1227,7 @@ class session final : public std::enable_shared_from_this<session>, private watc
   std::atomic<std::uint64_t> fd_owner_{0};  // process_token() of the process fd_ belongs to
   std::atomic<int> interrupted_{0};         // an interruption: why interrupt() shut the socket down
   const char* rpc_limit_ = "read_timeout";  // what bounds the RPC in progress (for messages)
-  std::atomic<std::uint64_t> owner_{0};    // respool::detail::process_token() of the connecting process
+  std::atomic<std::uint64_t> owner_{0};     // respool::detail::process_token() of the connecting process
   std::atomic<bool> open_{false};
   bool channel_open_ = false;
   bool blocked_ = false;
@@ -1196,6 +1268,13 @@ class amqp_channel final : public channel_impl {
     auto& s = session();
     std::lock_guard<std::mutex> lock(s.mutex);
     s.publish(message, exchange, routing_key);
+  }
+  // Sends every message, then waits for all their confirms at once.
+  void publish_many(const Envelope* messages, std::size_t count, std::string_view exchange,
+                    std::string_view routing_key) override {
+    auto& s = session();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    s.publish_many(messages, count, exchange, routing_key);
   }
   // basic.get. The message's ack() sends basic.ack; it throws
   // amqp_error(connection_lost) if the channel the message came from is gone

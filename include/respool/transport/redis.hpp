@@ -235,6 +235,9 @@ class redis_channel final : public channel_impl {
   // dropped. Throws as described for the class; a publish is never dropped
   // silently because of a connection failure.
   void publish(const Envelope& message, std::string_view exchange, std::string_view routing_key) override;
+  // Every message in one pipelined round trip (see redis_connection::publish_batch).
+  void publish_many(const Envelope* messages, std::size_t count, std::string_view exchange,
+                    std::string_view routing_key) override;
 
   // kombu basic_get: RPOP <queue>, <queue>\x06\x163, \x06\x166, \x06\x169 in
   // that order. With no_ack=false the message is recorded in unacked /
@@ -508,29 +511,67 @@ class redis_connection final : public connection_impl {
     return it == s.exchanges.end() ? std::string("direct") : it->second.type;
   }
 
-  // Runs detail::redis::route_and_push_script: the lookup of `exchange` and
-  // the LPUSH of `payload` to every matching queue's `suffix` list, in one
-  // round trip. The script is loaded once per session (SCRIPT LOAD) and run
-  // by its SHA; a server that lost it (restarted, SCRIPT FLUSH) gets it again.
-  void route_and_push(respool::detail::redis::session& s, std::string_view exchange,
-                      std::string_view routing_key, std::string_view suffix, std::string_view payload) {
+  // kombu's basic_publish of `count` messages, in one round trip (pipelined):
+  //   default exchange  LPUSH <queue's priority list>
+  //   fanout            PUBLISH /<db>.<exchange>[/<routing_key>]
+  //   direct, topic     EVALSHA of detail::redis::route_and_push_script: the
+  //                     lookup of the binding set and the LPUSHes, on the server
+  // The script is loaded once per session (SCRIPT LOAD); a server that lost
+  // it (restarted, SCRIPT FLUSH) is sent it again (EVAL). Unroutable messages
+  // are dropped (AMQP semantics). A refused command throws channel_error
+  // after every other command ran (a pipeline is not a transaction).
+  void publish_batch(respool::detail::redis::session& s, const Envelope* messages, std::size_t count,
+                     std::string_view exchange, std::string_view routing_key) {
     namespace kr = respool::detail::redis;
-    const std::string key = kr::binding_key(exchange);
-    const std::string type = type_of(s, exchange);
-    const std::string what = "publish to exchange '" + std::string(exchange) + "'";
-    if (s.route_script_sha.empty()) {
-      auto loaded = s.client.command({"SCRIPT", "LOAD", kr::route_and_push_script});
-      check("SCRIPT LOAD", loaded);
-      if (loaded->type != REDIS_REPLY_STRING) refused("SCRIPT LOAD", loaded.get());
-      s.route_script_sha.assign(loaded->str, loaded->len);
+    const std::string type = exchange.empty() ? std::string() : type_of(s, exchange);
+    const bool fanout = type == "fanout";
+    const bool routed = !exchange.empty() && !fanout;
+    std::string what, key, topic;
+    if (fanout) {
+      topic = kr::fanout_channel(db(), exchange, routing_key);
+      what = "PUBLISH " + topic;
+    } else if (routed) {
+      key = kr::binding_key(exchange);
+      what = "publish to exchange '" + std::string(exchange) + "'";
+      if (s.route_script_sha.empty()) {
+        auto loaded = s.client.command({"SCRIPT", "LOAD", kr::route_and_push_script});
+        check("SCRIPT LOAD", loaded);
+        if (loaded->type != REDIS_REPLY_STRING) refused("SCRIPT LOAD", loaded.get());
+        s.route_script_sha.assign(loaded->str, loaded->len);
+      }
     }
-    auto reply =
-        s.client.command({"EVALSHA", s.route_script_sha, "1", key, type, routing_key, suffix, payload});
-    if (reply->type == REDIS_REPLY_ERROR &&
-        std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT")
-      reply =
-          s.client.command({"EVAL", kr::route_and_push_script, "1", key, type, routing_key, suffix, payload});
-    check(what, reply);
+    std::vector<std::string> payloads(count), lists(count);
+    std::vector<command_args> commands(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      payloads[i] = kr::encode_envelope(messages[i], exchange, routing_key, kr::uuid4());
+      if (fanout) {
+        commands[i] = {"PUBLISH", topic, payloads[i]};
+      } else if (routed) {
+        lists[i] = kr::priority_queue("", messages[i].priority);  // the suffix of each queue's list
+        commands[i] = {"EVALSHA", s.route_script_sha, "1", key, type, routing_key, lists[i], payloads[i]};
+      } else {
+        lists[i] = kr::priority_queue(routing_key, messages[i].priority);
+        commands[i] = {"LPUSH", lists[i], payloads[i]};
+      }
+    }
+    auto replies = s.client.pipeline(commands);
+    std::size_t failed = 0, first_failed = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+      if (routed && replies[i]->type == REDIS_REPLY_ERROR &&
+          std::string_view(replies[i]->str, replies[i]->len).substr(0, 8) == "NOSCRIPT") {
+        command_args eval = commands[i];
+        eval[0] = "EVAL";
+        eval[1] = kr::route_and_push_script;
+        replies[i] = s.client.command(eval);
+      }
+      if (kr::is_error(replies[i].get()) && failed++ == 0) first_failed = i;
+    }
+    if (failed == 0) return;
+    if (!fanout && !routed) what = "LPUSH " + lists[first_failed];
+    if (count > 1)
+      what += " (" + std::to_string(failed) + " of " + std::to_string(count) +
+              " messages refused; the others were published)";
+    refused(what, replies[first_failed].get());
   }
 
   // kombu Channel._lookup: the queues `exchange` routes `routing_key` to.
@@ -682,23 +723,15 @@ inline void redis_channel::bind_queue(const Queue& queue) {
 
 inline void redis_channel::publish(const Envelope& message, std::string_view exchange,
                                    std::string_view routing_key) {
-  namespace kr = respool::detail::redis;
   auto [s, lock] = connection_.lock_session();
-  const std::string payload = kr::encode_envelope(message, exchange, routing_key, kr::uuid4());
-  if (!exchange.empty() && redis_connection::type_of(*s, exchange) == "fanout") {
-    std::string topic = kr::fanout_channel(connection_.db(), exchange, routing_key);
-    auto reply = s->client.command({"PUBLISH", topic, payload});
-    redis_connection::check("PUBLISH " + topic, reply);
-    return;
-  }
-  if (exchange.empty()) {  // the default exchange: the queue named by the routing key
-    const std::string list = kr::priority_queue(routing_key, message.priority);
-    redis_connection::check("LPUSH " + list, s->client.command({"LPUSH", list, payload}));
-    return;
-  }
-  // kombu's lookup and the pushes, on the server in one round trip
-  // (respool/detail/redis_route.hpp). Unroutable: dropped (AMQP semantics).
-  connection_.route_and_push(*s, exchange, routing_key, kr::priority_queue("", message.priority), payload);
+  connection_.publish_batch(*s, &message, 1, exchange, routing_key);
+}
+
+inline void redis_channel::publish_many(const Envelope* messages, std::size_t count,
+                                        std::string_view exchange, std::string_view routing_key) {
+  if (count == 0) return;
+  auto [s, lock] = connection_.lock_session();
+  connection_.publish_batch(*s, messages, count, exchange, routing_key);
 }
 
 inline std::optional<Message> redis_channel::get(std::string_view queue, bool no_ack) {
