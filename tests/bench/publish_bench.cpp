@@ -9,12 +9,14 @@
 // binding lookup and the LPUSH, one server-side script: one round trip).
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <respool/respool.hpp>
 #include <respool/transport/amqp.hpp>
 #include <respool/transport/redis.hpp>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -33,8 +35,9 @@ const char* queue_name = "respool_bench_publish";
 // the queue's name as routing key).
 const char* exchange_name = "respool_bench_direct";
 
-void publish_loop(benchmark::State& state, const char* env, const char* query = "",
-                  const char* exchange = "") {
+// batch > 1: publish_many() of `batch` messages per acquire (confirms in flight together).
+void publish_loop(benchmark::State& state, const char* env, const char* query = "", const char* exchange = "",
+                  std::size_t batch = 1) {
   const char* base = std::getenv(env);
   if (base == nullptr) {
     state.SkipWithError((std::string(env) + " not set").c_str());
@@ -62,11 +65,15 @@ void publish_loop(benchmark::State& state, const char* env, const char* query = 
   // each pooled connection learns it from this declare, once.)
   if (*exchange != '\0') options.declare.push_back(respool::Exchange{exchange, "direct"});
   auto& producers = respool::pools::producers[connection];
+  const std::vector<nlohmann::json> bodies(batch, body);
   for (auto _ : state) {
     auto producer = producers.acquire();
-    producer->publish(body, options);
+    if (batch == 1)
+      producer->publish(body, options);
+    else
+      producer->publish_many(bodies, options);
   }
-  state.SetItemsProcessed(state.iterations());
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(batch));
   if (state.thread_index() == 0) state.counters["bytes_per_msg"] = static_cast<double>(body.dump().size());
 }
 
@@ -76,6 +83,8 @@ void BM_publish_amqp(benchmark::State& state) { publish_loop(state, "RESPOOL_AMQ
 void BM_publish_redis_direct(benchmark::State& state) {
   publish_loop(state, "RESPOOL_REDIS_URL", "", exchange_name);
 }
+// With confirms, 100 messages in flight per publish_many (one wait for their confirms).
+void BM_publish_amqp_batch(benchmark::State& state) { publish_loop(state, "RESPOOL_AMQP_URL", "", "", 100); }
 // Without publisher confirms (kombu's default: a publish returns once written).
 void BM_publish_amqp_noconfirm(benchmark::State& state) {
   publish_loop(state, "RESPOOL_AMQP_URL", "?confirm_publish=0");
@@ -84,6 +93,7 @@ void BM_publish_amqp_noconfirm(benchmark::State& state) {
 BENCHMARK(BM_publish_redis)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_publish_redis_direct)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_publish_amqp)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_publish_amqp_batch)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_publish_amqp_noconfirm)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()->MinTime(2.0);
 
 }  // namespace

@@ -4,7 +4,9 @@ respool's pools::producers[c].acquire() + publish (tests/bench/publish_bench.cpp
 against redis-benchmark's LPUSH at the same client count (the broker's
 ceiling) and Python kombu's producers[conn].acquire() + publish loop
 (tests/bench/kombu_publish.py), on Redis and RabbitMQ. "redis-direct" publishes
-to a named direct exchange (kombu's peer does the same).
+to a named direct exchange (kombu's peer does the same); "amqp-batch" publishes
+100 confirmed messages per Producer::publish_many (kombu's peer: one unconfirmed
+publish per acquire, as always).
 
 usage: publish_compare.py BENCH_BINARY   (with RESPOOL_REDIS_URL, RESPOOL_REDIS_PORT,
                                            RESPOOL_AMQP_URL set, as tests/run's publish stage does)
@@ -33,7 +35,8 @@ def respool_rates():
         if "redis" in name:
             broker = "redis-direct" if "direct" in name else "redis"
         else:
-            broker = "amqp-noconfirm" if "noconfirm" in name else "amqp"
+            broker = ("amqp-noconfirm" if "noconfirm" in name
+                      else "amqp-batch" if "batch" in name else "amqp")
         rates[(broker, b["threads"])] = b["items_per_second"]
     return rates
 
@@ -61,7 +64,8 @@ print("| broker | threads | respool msgs/s | redis-benchmark LPUSH/s | respool /
 print("|---|---|---|---|---|---|---|")
 kombu_rates = {}
 for broker, env in (("redis", "RESPOOL_REDIS_URL"), ("redis-direct", "RESPOOL_REDIS_URL"),
-                    ("amqp", "RESPOOL_AMQP_URL"), ("amqp-noconfirm", "RESPOOL_AMQP_URL")):
+                    ("amqp", "RESPOOL_AMQP_URL"), ("amqp-batch", "RESPOOL_AMQP_URL"),
+                    ("amqp-noconfirm", "RESPOOL_AMQP_URL")):
     url = os.environ.get(env)
     if not url:
         continue

@@ -254,3 +254,33 @@ TEST_CASE("reset force-closes and forgets every pool", "[pools]") {
   auto& again = pools::connections["memory://reset/"];
   CHECK(again.stats().created == 0);
 }
+
+TEST_CASE("Producer::publish_many publishes a batch in order, or nothing if a body cannot be encoded",
+          "[producer][publish_many]") {
+  Connection connection("memory://pub-many/");
+  Exchange news{"news"};
+  Queue domestic{"news_domestic", news, "domestic"};
+  Channel& channel = connection.default_channel();
+  Producer producer(connection);
+  PublishOptions options;
+  options.exchange = "news";
+  options.routing_key = "domestic";
+  options.declare = {news};
+  options.compression = "zlib";
+  channel.declare(domestic);
+  std::vector<nlohmann::json> bodies;
+  for (int i = 0; i < 20; ++i) bodies.push_back({{"n", i}});
+  producer.publish_many(bodies, options);
+  for (int i = 0; i < 20; ++i) {
+    auto m = channel.get("news_domestic");
+    REQUIRE(m);
+    CHECK(m->payload() == nlohmann::json{{"n", i}});
+    CHECK(m->headers().at("compression") == "application/x-gzip");
+  }
+  CHECK_FALSE(channel.get("news_domestic"));
+
+  producer.publish_many(std::vector<nlohmann::json>{}, options);  // nothing to do
+  options.serializer = "raw";
+  CHECK_THROWS_AS(producer.publish_many(std::vector<nlohmann::json>{"a", 1}, options), respool::error);
+  CHECK(channel.queue_size("news_domestic") == 0);  // not even "a"
+}
