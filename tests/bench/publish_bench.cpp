@@ -46,32 +46,40 @@ void publish_loop(benchmark::State& state, const char* env, const char* query = 
   const std::string url = std::string(base) + query;
   static const nlohmann::json body = message_200_bytes();
   respool::Connection connection(url);
-  if (state.thread_index() == 0) {
-    respool::pools::set_limit(64);
-    auto conn = respool::pools::connections[connection].acquire();
-    respool::Queue queue;
-    queue.name = queue_name;
-    if (*exchange != '\0') {
-      queue.exchange = respool::Exchange{exchange, "direct"};
-      queue.routing_key = queue_name;
+  // A broker that fails (e.g. flow control holding back a flood of
+  // unconfirmed publishes for longer than read_timeout) ends this benchmark
+  // with its error, not the whole run.
+  try {
+    if (state.thread_index() == 0) {
+      respool::pools::set_limit(64);
+      auto conn = respool::pools::connections[connection].acquire();
+      respool::Queue queue;
+      queue.name = queue_name;
+      if (*exchange != '\0') {
+        queue.exchange = respool::Exchange{exchange, "direct"};
+        queue.routing_key = queue_name;
+      }
+      conn->default_channel().declare(queue);
+      conn->default_channel().purge(queue_name);
     }
-    conn->default_channel().declare(queue);
-    conn->default_channel().purge(queue_name);
-  }
-  respool::PublishOptions options;
-  options.routing_key = queue_name;
-  options.exchange = exchange;
-  // (redis://: the exchange's type lives in the connection, as in kombu:
-  // each pooled connection learns it from this declare, once.)
-  if (*exchange != '\0') options.declare.push_back(respool::Exchange{exchange, "direct"});
-  auto& producers = respool::pools::producers[connection];
-  const std::vector<nlohmann::json> bodies(batch, body);
-  for (auto _ : state) {
-    auto producer = producers.acquire();
-    if (batch == 1)
-      producer->publish(body, options);
-    else
-      producer->publish_many(bodies, options);
+    respool::PublishOptions options;
+    options.routing_key = queue_name;
+    options.exchange = exchange;
+    // (redis://: the exchange's type lives in the connection, as in kombu:
+    // each pooled connection learns it from this declare, once.)
+    if (*exchange != '\0') options.declare.push_back(respool::Exchange{exchange, "direct"});
+    auto& producers = respool::pools::producers[connection];
+    const std::vector<nlohmann::json> bodies(batch, body);
+    for (auto _ : state) {
+      auto producer = producers.acquire();
+      if (batch == 1)
+        producer->publish(body, options);
+      else
+        producer->publish_many(bodies, options);
+    }
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
   }
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(batch));
   if (state.thread_index() == 0) state.counters["bytes_per_msg"] = static_cast<double>(body.dump().size());
