@@ -67,6 +67,12 @@ inline std::string zlib_decompress(std::string_view data, std::size_t max_size =
   return out;
 }
 
+// A name from a message (content type, encoding...) for an error message:
+// at most 100 bytes of it, so that a hostile one cannot bloat the error.
+inline std::string clipped(std::string_view name) {
+  return name.size() <= 100 ? std::string(name) : std::string(name.substr(0, 100)) + "...";
+}
+
 // Compress with a kombu compression name ("zlib") or its content type.
 inline std::string compress(std::string_view data, std::string_view method) {
   if (method.empty()) return std::string(data);
@@ -80,7 +86,7 @@ inline std::string decompress(std::string data, std::string_view content_type,
                               std::size_t max_size = SIZE_MAX) {
   if (content_type.empty()) return data;
   if (content_type == zlib_content_type || content_type == "zlib") return zlib_decompress(data, max_size);
-  throw error(errc::encoding_error, "unknown compression '" + std::string(content_type) + "'");
+  throw error(errc::encoding_error, "unknown compression '" + clipped(content_type) + "'");
 }
 
 // ---------------------------------------------------------------- bounded JSON
@@ -241,7 +247,7 @@ inline std::string utf8_replacing_invalid(std::string_view text) {
 // (strict) does. Throws encoding_error for bytes that are not valid in it
 // or an encoding that is not one of lookup_encoding's.
 inline std::string decode_text(std::string_view bytes, std::string_view encoding) {
-  const std::string name = encoding.empty() ? std::string("utf-8") : std::string(encoding);
+  const std::string name = encoding.empty() ? std::string("utf-8") : clipped(encoding);
   auto invalid = [&](std::size_t at) {
     return error(errc::encoding_error,
                  "message body is not valid " + name + " text (at byte " + std::to_string(at) + ")");
@@ -362,12 +368,12 @@ inline nlohmann::json deserialize(const std::string& data, std::string_view cont
     return parse_json(decode_text(data, content_encoding), SIZE_MAX, max_depth, "message body");
   }
   if (const char* serializer = unsupported_serializer(content_type))
-    throw error(errc::encoding_error, "message body of content type '" + std::string(content_type) +
+    throw error(errc::encoding_error, "message body of content type '" + clipped(content_type) +
                                           "' (kombu's " + serializer +
                                           " serializer) is not decoded by respool; body() has its bytes");
   if (encoding == text_encoding::binary)
-    throw error(errc::encoding_error, "message body of content type '" + std::string(content_type) +
-                                          "' is binary (content encoding '" + std::string(content_encoding) +
+    throw error(errc::encoding_error, "message body of content type '" + clipped(content_type) +
+                                          "' is binary (content encoding '" + clipped(content_encoding) +
                                           "'): payload() decodes JSON and text only; body() has its bytes");
   return nlohmann::json(decode_text(data, content_encoding));
 }
