@@ -14,10 +14,13 @@
 // (SIGSEGV: the 100,000-level Redis headers), payload() of the zlib bomb
 // expands 200 MiB, and the pickle / binary payload() throws nothing.
 
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -394,4 +397,54 @@ TEST_CASE("deep AMQP headers are refused on a thread with a 128 KiB stack", "[ho
   pthread_join(thread, nullptr);
   pthread_attr_destroy(&attr);
   CHECK_THAT(result, Catch::Contains("max_depth"));
+}
+
+// ---------------------------------------------------------------- messages that say what happened
+
+TEST_CASE("amqp and redis: out of file descriptors says so, not 'connection refused'",
+          "[amqp][redis][errors]") {
+  // No server needed: the socket cannot even be created.
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  rlimit low = saved;
+  low.rlim_cur = std::min<rlim_t>(saved.rlim_cur, 256);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  std::vector<int> fds;
+  for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) fds.push_back(fd);
+  std::string amqp_text, redis_text;
+  for (auto [url, out] :
+       {std::pair<const char*, std::string*>{"amqp://guest:guest@127.0.0.1:1//", &amqp_text},
+        std::pair<const char*, std::string*>{"redis://127.0.0.1:1", &redis_text}}) {
+    try {
+      respool::Connection c(url);
+      c.connect();
+    } catch (const respool::error& e) {
+      if (e.code() == errc::connection_failed) *out = e.what();
+    }
+  }
+  for (int fd : fds) ::close(fd);
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+  CHECK_FALSE(fds.empty());
+  CHECK_THAT(amqp_text, Catch::Contains("Too many open files"));
+  CHECK_THAT(amqp_text, !Catch::Contains("refused"));
+  CHECK_THAT(redis_text, Catch::Contains("Too many open files"));
+}
+
+TEST_CASE("connect errors quoted in other errors do not repeat 'connection failed'",
+          "[amqp][redis][errors]") {
+  for (const char* url : {"amqp://guest:guest@127.0.0.1:1//", "redis://127.0.0.1:1",
+                          "amqp://guest:guest@127.0.0.1:1;amqp://guest:guest@127.0.0.1:2//"}) {
+    INFO(url);
+    std::string text;
+    try {
+      respool::Connection c(url);
+      c.ensure_connection(0);
+    } catch (const respool::error& e) {
+      CHECK(e.code() == errc::connection_failed);
+      text = e.what();
+    }
+    CHECK_THAT(text, Catch::Contains("after 1 attempt(s)"));
+    CHECK_THAT(text, !Catch::Contains("connection failed: connection failed"));
+    CHECK_THAT(text, Catch::EndsWith(": connection failed"));
+  }
 }
