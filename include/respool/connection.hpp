@@ -29,7 +29,17 @@ class Connection;
 
 namespace detail {
 struct connection_state;
+
+// e.what() without the ": <code message>" std::system_error appends, for
+// quoting one error inside another (no "connection failed: connection failed").
+inline std::string reason_of(const std::system_error& e) {
+  std::string text = e.what();
+  const std::string suffix = ": " + e.code().message();
+  if (text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0)
+    text.resize(text.size() - suffix.size());
+  return text;
 }
+}  // namespace detail
 
 // The operations of a connection's default channel. Obtained from
 // Connection::default_channel(); valid as long as the Connection (which may be
@@ -155,7 +165,7 @@ class Connection {
       } catch (const error& e) {
         if (hosts == 1) throw;
         if (!failures.empty()) failures += "; ";
-        failures += e.what();
+        failures += detail::reason_of(e);
         if (tried + 1 == hosts)
           throw error(errc::connection_failed, "cannot connect to any of the " + std::to_string(hosts) +
                                                    " brokers of " + as_uri() + ": " + failures);
@@ -202,7 +212,8 @@ class Connection {
       } catch (const error& e) {
         if (max_retries >= 0 && attempt >= max_retries)
           throw error(errc::connection_failed, "cannot connect to " + as_uri() + " after " +
-                                                   std::to_string(attempt + 1) + " attempt(s): " + e.what());
+                                                   std::to_string(attempt + 1) +
+                                                   " attempt(s): " + detail::reason_of(e));
       }
       std::this_thread::sleep_for(interval);  // backoff between attempts (kombu retry_over_time)
       interval = std::min(interval + interval_step, interval_max);

@@ -12,8 +12,9 @@
 //   binary  -> 'x' byte array
 // Table -> JSON (what respool reads back): every AMQP field type, integers as
 // JSON integers ('L' read as signed, as py-amqp writes it), 'D' decimals and
-// floats as JSON numbers, 'T' timestamps as seconds since the epoch, 'S' and
-// 'x' as strings.
+// floats as JSON numbers, 'T' timestamps as seconds since the epoch, 'S' as
+// a string (invalid UTF-8 replaced by U+FFFD), 'x' as a string when it is
+// UTF-8, else as JSON binary. Bounded by MessageLimits (table_decoder).
 #pragma once
 
 #include <cstdint>
@@ -22,10 +23,13 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "respool/detail/amqp_c.hpp"
+#include "respool/detail/codec.hpp"
 #include "respool/errors.hpp"
+#include "respool/message.hpp"
 
 namespace respool::detail::amqp {
 
@@ -142,62 +146,125 @@ class table_builder {
   std::deque<std::vector<amqp_field_value_t>> arrays_;
 };
 
-inline nlohmann::json table_to_json(const amqp_table_t& table);
+// Decodes received tables within a MessageLimits: at most max_depth nested
+// tables/arrays (the recursion is bounded by it, never by the input) and
+// max_header_size bytes (keys and string values, plus 8 bytes for any
+// other value). Throws error(encoding_error) naming the limit.
+class table_decoder {
+ public:
+  explicit table_decoder(const MessageLimits& limits = message_limits()) noexcept : limits_(limits) {}
 
-inline nlohmann::json field_to_json(const amqp_field_value_t& f) {
-  switch (f.kind) {
-    case AMQP_FIELD_KIND_BOOLEAN:
-      return f.value.boolean != 0;
-    case AMQP_FIELD_KIND_I8:
-      return static_cast<std::int64_t>(f.value.i8);
-    case AMQP_FIELD_KIND_U8:
-      return static_cast<std::uint64_t>(f.value.u8);
-    case AMQP_FIELD_KIND_I16:
-      return static_cast<std::int64_t>(f.value.i16);
-    case AMQP_FIELD_KIND_U16:
-      return static_cast<std::uint64_t>(f.value.u16);
-    case AMQP_FIELD_KIND_I32:
-      return static_cast<std::int64_t>(f.value.i32);
-    case AMQP_FIELD_KIND_U32:
-      return static_cast<std::uint64_t>(f.value.u32);
-    case AMQP_FIELD_KIND_I64:
-      return f.value.i64;
-    // 'L': signed for py-amqp/kombu (its only writer of 64-bit integers).
-    case AMQP_FIELD_KIND_U64:
-      return static_cast<std::int64_t>(f.value.u64);
-    case AMQP_FIELD_KIND_F32:
-      return static_cast<double>(f.value.f32);
-    case AMQP_FIELD_KIND_F64:
-      return f.value.f64;
-    case AMQP_FIELD_KIND_DECIMAL: {
-      double value = static_cast<double>(static_cast<std::int32_t>(f.value.decimal.value));
-      for (unsigned i = 0; i < f.value.decimal.decimals; ++i) value /= 10.0;
-      return value;
+  nlohmann::json table(const amqp_table_t& table, std::size_t depth = 1) {
+    enter(depth);
+    nlohmann::json object = nlohmann::json::object();
+    for (int i = 0; i < table.num_entries; ++i) {
+      const amqp_table_entry_t& entry = table.entries[i];
+      charge(entry.key.len);
+      std::string key = utf8_replacing_invalid(
+          std::string_view(static_cast<const char*>(entry.key.bytes), entry.key.bytes ? entry.key.len : 0));
+      object[std::move(key)] = field(entry.value, depth);
     }
-    case AMQP_FIELD_KIND_UTF8:
-    case AMQP_FIELD_KIND_BYTES:
-      return to_string(f.value.bytes);
-    case AMQP_FIELD_KIND_TIMESTAMP:
-      return f.value.u64;
-    case AMQP_FIELD_KIND_TABLE:
-      return table_to_json(f.value.table);
-    case AMQP_FIELD_KIND_ARRAY: {
-      nlohmann::json array = nlohmann::json::array();
-      for (int i = 0; i < f.value.array.num_entries; ++i)
-        array.push_back(field_to_json(f.value.array.entries[i]));
-      return array;
-    }
-    case AMQP_FIELD_KIND_VOID:
-    default:
-      return nullptr;
+    return object;
   }
+
+  // One value; `depth` is the depth of the table or array holding it.
+  nlohmann::json field(const amqp_field_value_t& f, std::size_t depth = 0) {
+    switch (f.kind) {
+      case AMQP_FIELD_KIND_UTF8:
+      case AMQP_FIELD_KIND_BYTES:
+        charge(f.value.bytes.len);
+        break;
+      default:
+        charge(8);
+    }
+    switch (f.kind) {
+      case AMQP_FIELD_KIND_BOOLEAN:
+        return f.value.boolean != 0;
+      case AMQP_FIELD_KIND_I8:
+        return static_cast<std::int64_t>(f.value.i8);
+      case AMQP_FIELD_KIND_U8:
+        return static_cast<std::uint64_t>(f.value.u8);
+      case AMQP_FIELD_KIND_I16:
+        return static_cast<std::int64_t>(f.value.i16);
+      case AMQP_FIELD_KIND_U16:
+        return static_cast<std::uint64_t>(f.value.u16);
+      case AMQP_FIELD_KIND_I32:
+        return static_cast<std::int64_t>(f.value.i32);
+      case AMQP_FIELD_KIND_U32:
+        return static_cast<std::uint64_t>(f.value.u32);
+      case AMQP_FIELD_KIND_I64:
+        return f.value.i64;
+      // 'L': signed for py-amqp/kombu (its only writer of 64-bit integers).
+      case AMQP_FIELD_KIND_U64:
+        return static_cast<std::int64_t>(f.value.u64);
+      case AMQP_FIELD_KIND_F32:
+        return static_cast<double>(f.value.f32);
+      case AMQP_FIELD_KIND_F64:
+        return f.value.f64;
+      case AMQP_FIELD_KIND_DECIMAL: {
+        double value = static_cast<double>(static_cast<std::int32_t>(f.value.decimal.value));
+        for (unsigned i = 0; i < f.value.decimal.decimals && i < 255; ++i) value /= 10.0;
+        return value;
+      }
+      case AMQP_FIELD_KIND_UTF8: {
+        // Valid UTF-8 (bad bytes become U+FFFD, as py-amqp's "replace"), so
+        // that headers().dump() never throws.
+        return utf8_replacing_invalid(bytes_view(f.value.bytes));
+      }
+      case AMQP_FIELD_KIND_BYTES: {
+        // A byte array: a string when it is UTF-8 text, else JSON binary
+        // (written back as 'x' by table_builder).
+        std::string_view bytes = bytes_view(f.value.bytes);
+        if (is_valid_utf8(bytes)) return std::string(bytes);
+        return nlohmann::json::binary(std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
+      }
+      case AMQP_FIELD_KIND_TIMESTAMP:
+        return f.value.u64;
+      case AMQP_FIELD_KIND_TABLE:
+        return table(f.value.table, depth + 1);
+      case AMQP_FIELD_KIND_ARRAY: {
+        enter(depth + 1);
+        nlohmann::json array = nlohmann::json::array();
+        for (int i = 0; i < f.value.array.num_entries; ++i)
+          array.push_back(field(f.value.array.entries[i], depth + 1));
+        return array;
+      }
+      case AMQP_FIELD_KIND_VOID:
+      default:
+        return nullptr;
+    }
+  }
+
+ private:
+  static std::string_view bytes_view(amqp_bytes_t b) noexcept {
+    return b.len == 0 || !b.bytes ? std::string_view()
+                                  : std::string_view(static_cast<const char*>(b.bytes), b.len);
+  }
+  void enter(std::size_t depth) const {
+    if (depth > limits_.max_depth)
+      throw error(errc::encoding_error, "amqp: message headers nest deeper than max_depth (" +
+                                            std::to_string(limits_.max_depth) + " levels)");
+  }
+  void charge(std::size_t bytes) {
+    size_ += bytes;
+    if (size_ > limits_.max_header_size)
+      throw error(errc::encoding_error, "amqp: message headers larger than max_header_size (" +
+                                            std::to_string(limits_.max_header_size) + " bytes)");
+  }
+
+  MessageLimits limits_;
+  std::size_t size_ = 0;
+};
+
+// A received table as JSON, within `limits` (see table_decoder).
+inline nlohmann::json table_to_json(const amqp_table_t& table,
+                                    const MessageLimits& limits = message_limits()) {
+  return table_decoder(limits).table(table);
 }
 
-inline nlohmann::json table_to_json(const amqp_table_t& table) {
-  nlohmann::json object = nlohmann::json::object();
-  for (int i = 0; i < table.num_entries; ++i)
-    object[to_string(table.entries[i].key)] = field_to_json(table.entries[i].value);
-  return object;
+inline nlohmann::json field_to_json(const amqp_field_value_t& f,
+                                    const MessageLimits& limits = message_limits()) {
+  return table_decoder(limits).field(f);
 }
 
 }  // namespace respool::detail::amqp

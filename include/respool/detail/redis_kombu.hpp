@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -23,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "respool/detail/codec.hpp"
 #include "respool/detail/globals.hpp"
 #include "respool/errors.hpp"
 #include "respool/message.hpp"
@@ -54,9 +56,41 @@ inline int priority_step(int priority) noexcept {
   return step;
 }
 
+// `text` for an error message: printable ASCII as is, other bytes as \xNN.
+inline std::string printable(std::string_view text) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (char ch : text.substr(0, 200)) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += ch;
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  if (text.size() > 200) out += "...";
+  return out;
+}
+
+// Throws encoding_error if `name` (a routing key or queue name: `what`)
+// contains kombu's separator, which its Redis layout cannot represent: a
+// binding member would split into more than three fields (kombu fails on
+// it, respool ignores it, and messages are silently dropped), and a queue
+// "<q>\x06\x16<n>" is queue <q>'s priority list.
+inline void check_name(std::string_view name, const char* what) {
+  if (name.find(sep) != std::string_view::npos)
+    throw error(errc::encoding_error, std::string("redis: ") + what + " '" + printable(name) +
+                                          "' contains \\x06\\x16, the separator of kombu's Redis "
+                                          "layout, which it cannot represent");
+}
+
 // kombu _q_for_pri(): the list holding `queue`'s messages of `priority`:
 // the queue name itself for step 0, "<queue>\x06\x16<step>" otherwise.
+// Throws encoding_error for a queue name containing the separator.
 inline std::string priority_queue(std::string_view queue, int priority) {
+  check_name(queue, "queue name");
   std::string name(queue);
   int step = priority_step(priority);
   if (step != 0) {
@@ -67,8 +101,11 @@ inline std::string priority_queue(std::string_view queue, int priority) {
 }
 
 // The binding member "<routing_key>\x06\x16<pattern>\x06\x16<queue>".
+// Throws encoding_error if the routing key or queue contains the separator.
 inline std::string binding_member(std::string_view routing_key, std::string_view pattern,
                                   std::string_view queue) {
+  check_name(routing_key, "routing key");
+  check_name(queue, "queue name");
   std::string member;
   member.reserve(routing_key.size() + pattern.size() + queue.size() + 2 * sep.size());
   member.append(routing_key).append(sep).append(pattern).append(sep).append(queue);
@@ -337,8 +374,11 @@ inline std::string unix_time_text() {
 //    "body_encoding": "base64", "delivery_tag": "<uuid4>"}}
 // Keys in kombu's order, formatted as Python's json.dumps. An empty content
 // type or encoding is written as null (kombu's None).
+// Throws encoding_error (before anything is sent) for a routing key that
+// contains the separator.
 inline std::string encode_envelope(const Envelope& message, std::string_view exchange,
                                    std::string_view routing_key, const std::string& delivery_tag) {
+  check_name(routing_key, "routing key");
   std::string out;
   out.reserve(message.body.size() * 4 / 3 + 320);
   out += "{\"body\": ";
@@ -379,13 +419,25 @@ struct received {
   Envelope envelope;
 };
 
-// Decodes a stored message as kombu's virtual Message does. Throws
-// error(encoding_error) if it is not a kombu envelope.
-inline received decode_envelope(std::string_view text) {
+// Decodes a stored message as kombu's virtual Message does, within
+// `limits`: the item at most 2 * max_body_size + max_header_size bytes and
+// max_depth + 1 levels deep (the headers object at most max_depth), the
+// headers at most max_header_size bytes of JSON text. The depth is checked
+// before any tree is built. Throws error(encoding_error) if it is not a
+// kombu envelope or exceeds a limit (the message names the limit).
+inline received decode_envelope(std::string_view text, const MessageLimits& limits = message_limits()) {
   received out;
-  out.raw = nlohmann::ordered_json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  const std::size_t max_item = limits.max_body_size > (SIZE_MAX - limits.max_header_size) / 2
+                                   ? SIZE_MAX
+                                   : 2 * limits.max_body_size + limits.max_header_size;
+  if (text.size() > max_item)
+    throw error(errc::encoding_error, "redis: queue item of " + std::to_string(text.size()) +
+                                          " bytes exceeds 2 * max_body_size + max_header_size (" +
+                                          std::to_string(max_item) + " bytes)");
+  out.raw = parse_json<nlohmann::ordered_json>(text, SIZE_MAX, std::max<std::size_t>(limits.max_depth, 2) + 1,
+                                               "redis: queue item (kombu envelope)");
   const auto& raw = out.raw;
-  if (raw.is_discarded() || !raw.is_object())
+  if (!raw.is_object())
     throw error(errc::encoding_error, "redis: queue item is not a kombu message (not a JSON object)");
   auto it = raw.find("properties");
   if (it == raw.end() || !it->is_object())
@@ -395,11 +447,24 @@ inline received decode_envelope(std::string_view text) {
     auto found = object.find(key);
     return found != object.end() && found->is_string() ? found->get<std::string>() : std::string();
   };
+  // kombu's int(): numbers only, clamped to int (a float out of range would
+  // be undefined behaviour to convert).
   auto int_of = [](const nlohmann::ordered_json& object, const char* key, int fallback) -> int {
     auto found = object.find(key);
     if (found == object.end()) return fallback;
-    if (found->is_number_integer()) return found->get<int>();
-    if (found->is_number_float()) return static_cast<int>(found->get<double>());
+    constexpr double lo = std::numeric_limits<int>::min(), hi = std::numeric_limits<int>::max();
+    if (found->is_number_unsigned())
+      return found->get<std::uint64_t>() > static_cast<std::uint64_t>(hi) ? static_cast<int>(hi)
+                                                                          : found->get<int>();
+    if (found->is_number_integer()) {
+      auto v = found->get<std::int64_t>();
+      return v < lo ? static_cast<int>(lo) : v > hi ? static_cast<int>(hi) : static_cast<int>(v);
+    }
+    if (found->is_number_float()) {
+      double v = found->get<double>();
+      if (!(v == v)) return fallback;  // NaN
+      return v <= lo ? static_cast<int>(lo) : v >= hi ? static_cast<int>(hi) : static_cast<int>(v);
+    }
     return fallback;
   };
   Envelope& env = out.envelope;
@@ -410,15 +475,21 @@ inline received decode_envelope(std::string_view text) {
   } else if (body_encoding.empty()) {
     env.body = std::move(body);
   } else {
-    throw error(errc::encoding_error, "redis: unsupported body_encoding '" + body_encoding + "'");
+    throw error(errc::encoding_error, "redis: unsupported body_encoding '" + printable(body_encoding) + "'");
   }
   env.content_type = text_of(raw, "content-type");
   env.content_encoding = text_of(raw, "content-encoding");
   auto headers = raw.find("headers");
-  if (headers != raw.end() && headers->is_object())
-    env.headers = nlohmann::json::parse(headers->dump());
-  else
+  if (headers != raw.end() && headers->is_object()) {
+    std::string headers_text = headers->dump();
+    if (headers_text.size() > limits.max_header_size)
+      throw error(errc::encoding_error, "redis: message headers of " + std::to_string(headers_text.size()) +
+                                            " bytes exceed max_header_size (" +
+                                            std::to_string(limits.max_header_size) + " bytes)");
+    env.headers = nlohmann::json::parse(headers_text);
+  } else {
     env.headers = nlohmann::json::object();
+  }
   env.delivery_mode = int_of(props, "delivery_mode", 2);
   env.priority = int_of(props, "priority", 0);
   auto info = props.find("delivery_info");

@@ -88,6 +88,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -444,9 +445,10 @@ class session final : public std::enable_shared_from_this<session>, private watc
       if (!socket) fail_connect("cannot create a socket");
       timeval connect_tv = to_timeval(options_.connect_timeout);
       timeval* connect_timeout = bounded ? &connect_tv : nullptr;
+      errno = 0;
       int status =
           amqp_socket_open_noblock(socket, params.hostname().c_str(), params.port(), connect_timeout);
-      if (status != AMQP_STATUS_OK) fail_connect(describe_open_failure(status), 0, {}, status);
+      if (status != AMQP_STATUS_OK) fail_connect(describe_open_failure(status, errno), 0, {}, status);
       {
         std::lock_guard<std::mutex> lock(fd_mutex_);
         fd_ = amqp_get_sockfd(state_);
@@ -489,7 +491,13 @@ class session final : public std::enable_shared_from_this<session>, private watc
       rpc_limit_ = "read_timeout";
       drop();
       if (e.code() == errc::connection_failed) throw;
-      throw amqp_error(errc::connection_failed, e.what(), e.reply_code(), e.reply_text());
+      // what() ends in ": <the code's message>" ("connection lost"): say it once.
+      std::string text = e.what();
+      const std::string suffix = ": " + e.code().message();
+      if (text.size() >= suffix.size() &&
+          text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0)
+        text.resize(text.size() - suffix.size());
+      throw amqp_error(errc::connection_failed, text, e.reply_code(), e.reply_text());
     } catch (...) {
       rpc_limit_ = "read_timeout";
       drop();
@@ -786,6 +794,33 @@ class session final : public std::enable_shared_from_this<session>, private watc
     try {
       read_properties(message.properties, envelope);
       envelope.body = to_string(message.body);
+    } catch (const error& e) {
+      amqp_destroy_message(&message);
+      release_buffers();
+      if (e.code() != errc::encoding_error) throw;
+      // Headers beyond the MessageLimits: nobody could ever ack this message,
+      // so reject it (dead-lettered if the queue has a dead-letter exchange,
+      // else dropped) rather than leave it unacked to come back forever.
+      if (!no_ack) {
+        int status;
+        {
+          deadline_scope bound(*this, options_.write_timeout, interruption::write_timeout);
+          status = amqp_basic_reject(state_, channel_id, tag, /*requeue=*/0);
+        }
+        if (status != AMQP_STATUS_OK) {
+          std::string text = lost_text(status);
+          drop();
+          throw amqp_error(errc::connection_lost,
+                           prefix(what) + "cannot reject an undecodable message: " + text);
+        }
+      }
+      std::string reason = e.what();
+      const std::string suffix = ": " + e.code().message();
+      if (reason.size() >= suffix.size() &&
+          reason.compare(reason.size() - suffix.size(), suffix.size(), suffix) == 0)
+        reason.resize(reason.size() - suffix.size());
+      throw amqp_error(errc::encoding_error, prefix(what) + "message " + std::to_string(tag) + " " +
+                                                 (no_ack ? "dropped" : "rejected") + ": " + reason);
     } catch (...) {
       amqp_destroy_message(&message);
       throw;
@@ -921,10 +956,29 @@ class session final : public std::enable_shared_from_this<session>, private watc
     throw amqp_error(errc::connection_failed, text, reply_code, std::move(reply_text));
   }
 
-  std::string describe_open_failure(int status) const {
+  // What amqp_socket_open_noblock's failure means. rabbitmq-c reports every
+  // socket(), connect() and poll() failure as AMQP_STATUS_SOCKET_ERROR, and
+  // errno is only telling when socket() failed (a connect() error is read
+  // with SO_ERROR and not kept): a process out of descriptors is not a
+  // refused connection, so probe with a socket of our own when errno is lost.
+  static std::string describe_open_failure(int status, int saved_errno) {
     std::string text = amqp_error_string2(status);
-    if (status == AMQP_STATUS_SOCKET_ERROR)
+    if (status == AMQP_STATUS_SOCKET_ERROR) {
+      int err = saved_errno;
+      if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
+        int probe = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0)
+          ::close(probe);
+        else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+          err = errno;
+      }
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+        return "cannot create a socket: " + std::string(std::strerror(err)) +
+               (err == EMFILE   ? " (the process is out of file descriptors)"
+                : err == ENFILE ? " (the system is out of file descriptors)"
+                                : "");
       return "TCP connection refused or host unreachable (" + text + ")";
+    }
     if (status == AMQP_STATUS_TIMEOUT) return "TCP connect timed out (connect_timeout)";
     return text;
   }
