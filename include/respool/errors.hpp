@@ -135,21 +135,25 @@ class limit_exceeded : public virtual error {
   // "connection pool limit of 10 exceeded after waiting 250.1 ms (pool
   // amqp://guest:**@host:5672//: 10 in use, 3 waiting); raise the limit
   // (resize(), pools::set_limit()) or look for leases held too long
-  // (PoolPolicy::leak_threshold)". The pool name is never given a password by the pools.
+  // (PoolPolicy::leak_threshold)"; without waiting "... exceeded (did not
+  // wait; pool ...: ...); raise ...". The pools never name themselves with a password.
   static std::string describe(const char* what, std::size_t limit, std::chrono::nanoseconds waited,
                               const limit_details& details = {}) {
     using std::chrono::duration_cast;
     std::string text = std::string(what) + " limit of " + std::to_string(limit) + " exceeded";
+    std::string facts;
+    if (details.known) {
+      if (!details.pool.empty()) facts += "pool " + details.pool + ": ";
+      facts += std::to_string(details.in_use) + " in use, " + std::to_string(details.waiting) + " waiting";
+    }
     if (waited.count() > 0) {
       auto us = duration_cast<std::chrono::microseconds>(waited).count();
       text += " after waiting " + std::to_string(us / 1000) + "." + std::to_string(us % 1000 / 100) + " ms";
+      if (!facts.empty()) text += " (" + facts + ")";
     } else {
-      text += " (did not wait)";
+      text += facts.empty() ? " (did not wait)" : " (did not wait; " + facts + ")";
     }
     if (details.known) {
-      text += " (";
-      if (!details.pool.empty()) text += "pool " + details.pool + ": ";
-      text += std::to_string(details.in_use) + " in use, " + std::to_string(details.waiting) + " waiting)";
       text +=
           "; raise the limit (resize(), pools::set_limit()) or look for leases held too long "
           "(PoolPolicy::leak_threshold)";

@@ -502,8 +502,8 @@ TEST_CASE("policy: an exhausted pool says which pool, how full, and what to do",
     FAIL("no limit_exceeded");
   } catch (const respool::limit_exceeded& e) {
     const std::string what = e.what();
-    CHECK(what.find("pool limit of 2 exceeded (did not wait)") != std::string::npos);
-    CHECK(what.find("pool workers: 2 in use, 0 waiting") != std::string::npos);
+    CHECK(what.find("pool limit of 2 exceeded (did not wait; pool workers: 2 in use, 0 waiting); ") !=
+          std::string::npos);
     CHECK(what.find("raise the limit") != std::string::npos);
     CHECK(what.find("leak") != std::string::npos);
     CHECK(e.in_use() == 2);
@@ -515,7 +515,8 @@ TEST_CASE("policy: an exhausted pool says which pool, how full, and what to do",
     pool.acquire(1ms);
     FAIL("no acquire_timeout");
   } catch (const respool::acquire_timeout& e) {
-    CHECK(std::string(e.what()).find("2 in use, 1 waiting") != std::string::npos);
+    CHECK(std::string(e.what()).find(" ms (pool workers: 2 in use, 1 waiting); raise the limit") !=
+          std::string::npos);
     CHECK(e.waiting() == 1);
   }
   a.release();
