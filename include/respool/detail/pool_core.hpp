@@ -58,19 +58,20 @@ struct slot {
   T value;
   slot* prev = nullptr;  // in the in-use list
   slot* next = nullptr;
-  // The policies' bookkeeping (PoolPolicy); written under the pool lock,
-  // except created_at/jitter (before the slot is published) and
-  // retire/skip_validate (by the acquirer that owns it, after its hand-out).
-  time_point created_at{};
-  time_point last_used{};      // given back (or created); idle_timeout, validation_bypass
-  time_point acquired_at{};    // handed out (time_point{} while idle, or policies off)
-  std::uint32_t jitter = 0;    // this resource's share of lifetime_jitter, in 1/2^32
   bool dead = false;           // force-closed while leased
   bool closing = false;        // force_close_all() is running the close hook on it
   bool released = false;       // its lease came back while `closing`
   bool retire = false;         // expired when handed out: close it instead
   bool skip_validate = false;  // used less than validation_bypass ago
   bool leak_reported = false;
+  // The policies' bookkeeping (PoolPolicy), after the fields every hand-out
+  // touches; written under the pool lock, except created_at/jitter (before
+  // the slot is published) and retire/skip_validate (by the acquirer that
+  // owns it, after its hand-out).
+  std::uint32_t jitter = 0;  // this resource's share of lifetime_jitter, in 1/2^32
+  time_point created_at{};
+  time_point last_used{};    // given back (or created); idle_timeout, validation_bypass
+  time_point acquired_at{};  // handed out (time_point{} while idle, or policies off)
   acquire_site where{};
 };
 
@@ -179,17 +180,23 @@ class pool_core {
             s = wait_locked(lock, deadline, start, create, where);
             break;
           }
-          ++timeouts_;
-          const std::size_t limit = limit_;
-          const bool connection_errors = hooks_.connection_errors;
-          limit_details details = details_locked();
-          PoolObserver* observer = observer_.load(std::memory_order_acquire);
-          lock.unlock();  // from here on the core may be gone (a Resource destroyed concurrently)
-          if (observer) observer->on_timeout();
-          throw_limit_exceeded(connection_errors, limit, std::chrono::nanoseconds(0), false, details);
+          refuse_locked(lock);
       }
     }
     return finish_acquire(s, create, acquire_deadline{wait, deadline}, true, where, t0);
+  }
+
+  // acquire(false, ...) on a full pool: throw limit_exceeded (out of line,
+  // so that the hand-out path stays small).
+  [[noreturn, gnu::noinline, gnu::cold]] void refuse_locked(std::unique_lock<std::mutex>& lock) {
+    ++timeouts_;
+    const std::size_t limit = limit_;
+    const bool connection_errors = hooks_.connection_errors;
+    limit_details details = details_locked();
+    PoolObserver* observer = observer_.load(std::memory_order_acquire);
+    lock.unlock();  // from here on the core may be gone (a Resource destroyed concurrently)
+    if (observer) observer->on_timeout();
+    throw_limit_exceeded(connection_errors, limit, std::chrono::nanoseconds(0), false, details);
   }
 
   // acquire()'s slow path, under the lock: queue behind earlier waiters and
@@ -255,14 +262,15 @@ class pool_core {
   acquire_result start_acquire_locked(waiter<T>* w, slot<T>*& out, const acquire_site& where,
                                       clock::time_point& t0) {
     if (shut_) return acquire_result::closed;
-    if (timed_.load(std::memory_order_relaxed)) t0 = now();
+    const bool timed = timed_.load(std::memory_order_relaxed);
+    if (timed) t0 = now();
     if (waiters_head_ == nullptr) {
       if (!idle_.empty()) {
         out = idle_.back();
         idle_.pop_back();
         ++in_use_;
         note_peak_locked();
-        if (timed_.load(std::memory_order_relaxed)) handout_locked(out, t0, where);
+        if (timed) handout_locked(out, t0, where);
         return acquire_result::slot;
       }
       if (limit_ == 0 || total_locked() < limit_) {
@@ -286,40 +294,23 @@ class pool_core {
   slot<T>* finish_acquire(slot<T>* s, bool create, const acquire_deadline& deadline = {},
                           bool run_prepare = true, const acquire_site& where = {},
                           clock::time_point t0 = {}) {
+    // The warm hand-out of a pool without hooks or policies: nothing to do.
+    if (!create && t0 == clock::time_point{} && !s->retire && !s->skip_validate && !hooks_.validate &&
+        !(run_prepare && (hooks_.prepare || hooks_.prepare_until)))
+      return s;
+    return finish_acquire_slow(s, create, deadline, run_prepare, where, t0);
+  }
+
+  [[gnu::noinline]] slot<T>* finish_acquire_slow(slot<T>* s, bool create, const acquire_deadline& deadline,
+                                                 bool run_prepare, const acquire_site& where,
+                                                 clock::time_point t0) {
     for (;;) {
       bool retire = false;
       if (create) {
         s = create_slot(&where);
-      } else if ((retire = std::exchange(s->retire, false)) ||
-                 (hooks_.validate && !std::exchange(s->skip_validate, false) && !validate(s))) {
-        // Broken or expired: close it. A force_close_all() meanwhile may
-        // have closed it already (it is then dead: don't close it twice) or
-        // may still be closing it (then it deletes the slot itself). A
-        // broken one is replaced by a new one in the same slot; an expired
-        // one by the next idle one if there is one (checked in turn).
-        bool close_it;
-        bool delete_it;
-        slot<T>* next = nullptr;
-        {
-          std::lock_guard<std::mutex> lock(mutex_);
-          close_it = !s->dead;
-          if (close_it) ++closed_;
-          if (close_it && retire) ++expired_;
-          delete_it = !s->closing;
-          if (delete_it)
-            unlink_slot(s);
-          else
-            s->released = true;
-          if (retire && !idle_.empty()) {
-            next = idle_.back();
-            idle_.pop_back();
-            if (timed_.load(std::memory_order_relaxed)) handout_locked(next, now(), where);
-          }
-        }
-        if (close_it) close_quietly(s->value);
-        if (delete_it) delete s;
-        s = next;
-        create = next == nullptr;
+      } else if (must_replace(s, retire)) {
+        s = replace(s, retire, where);
+        create = s == nullptr;
         continue;
       }
       if (run_prepare && (hooks_.prepare || hooks_.prepare_until)) {
@@ -338,6 +329,37 @@ class pool_core {
     }
   }
 
+  // finish_acquire()'s slow path: `s` is broken or expired: close it. A
+  // force_close_all() meanwhile may have closed it already (it is then dead:
+  // don't close it twice) or may still be closing it (then it deletes the
+  // slot itself). A broken one is replaced by a new one in the same slot
+  // (returns nullptr: create); an expired one by the next idle one if there
+  // is one (returned, to be checked in turn).
+  [[gnu::noinline]] slot<T>* replace(slot<T>* s, bool retire, const acquire_site& where) {
+    bool close_it;
+    bool delete_it;
+    slot<T>* next = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      close_it = !s->dead;
+      if (close_it) ++closed_;
+      if (close_it && retire) ++expired_;
+      delete_it = !s->closing;
+      if (delete_it)
+        unlink_slot(s);
+      else
+        s->released = true;
+      if (retire && !idle_.empty()) {
+        next = idle_.back();
+        idle_.pop_back();
+        if (timed_.load(std::memory_order_relaxed)) handout_locked(next, now(), where);
+      }
+    }
+    if (close_it) close_quietly(s->value);
+    if (delete_it) delete s;
+    return next;
+  }
+
   // Create one resource for the constructor's preload or maintain()'s
   // min_idle (no validate/prepare); the caller releases it into the pool.
   slot<T>* preload_one() {
@@ -351,7 +373,7 @@ class pool_core {
   // Run the factory for a reserved slot (in_use_ counts it) and link the
   // new resource. `where`: the acquirer's site (it is handed out at once), or
   // nullptr (it goes idle). On failure the reservation is returned.
-  slot<T>* create_slot(const acquire_site* where) {
+  [[gnu::noinline]] slot<T>* create_slot(const acquire_site* where) {
     PoolObserver* observer = observer_.load(std::memory_order_acquire);
     const clock::time_point before = observer ? now() : clock::time_point{};
     slot<T>* s;
@@ -808,13 +830,57 @@ class pool_core {
   // Back from a lease (or a failed prepare): to the longest waiter, to the
   // idle stack, or closed if the pool is closed or over its limit.
   void release(slot<T>* s) noexcept {
+    if (timed_.load(std::memory_order_relaxed)) return release_timed(s);
     bool close_it = false;
     bool delete_it = false;
     bool delete_self = false;
-    // Policies: one clock read before the lock; the resource itself may be
-    // retired (max_lifetime) and the coldest idle one closed if expired.
-    const bool timed = timed_.load(std::memory_order_relaxed);
-    const clock::time_point t = timed ? now() : clock::time_point{};
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      --in_use_;
+      if (s->dead) {
+        if (s->closing) {
+          s->released = true;  // force_close_all() deletes it when done closing
+        } else {
+          unlink_slot(s);
+          delete_it = true;
+        }
+        grant_capacity_locked();
+      } else if (shut_ || (limit_ != 0 && total_locked() >= limit_)) {  // this slot is no longer in in_use_
+        ++closed_;
+        unlink_slot(s);
+        close_it = true;
+        grant_capacity_locked();
+      } else if (waiters_head_ != nullptr) {
+        waiter<T>* w = waiters_head_;
+        unlink_waiter(w);
+        ++in_use_;
+        w->granted = s;
+        w->state = wait_state::granted_slot;
+        w->notify();
+      } else {
+        idle_.push_back(s);
+      }
+      if (close_it) ++sync_refs_;  // the close hook is a member: keep the core until it returns
+      delete_self = should_delete_locked();
+    }
+    if (close_it) {
+      close_quietly(s->value);
+      delete_self = drop_ref_after_close();
+    }
+    if (close_it || delete_it) delete s;
+    if (delete_self) delete this;
+  }
+
+  // release() with policies on (kept out of line: off, release() is what it
+  // was). One clock read before the lock; the resource itself may be retired
+  // (max_lifetime), the coldest idle one closed if expired, a leak and the
+  // use time reported (outside the lock).
+  [[gnu::noinline]] void release_timed(slot<T>* s) noexcept {
+    bool close_it = false;
+    bool delete_it = false;
+    bool delete_self = false;
+    const bool timed = true;  // (set_policy() may switch them off meanwhile: the zero policy does nothing)
+    const clock::time_point t = now();
     return_note note;
     slot<T>* cold = nullptr;
     {
@@ -872,6 +938,17 @@ class pool_core {
 
   // ----- policies ------------------------------------------------------------
 
+  // Outside the lock, by the acquirer that owns `s`: true if it must be
+  // closed instead of handed out — expired (`retire` set), or failing
+  // validate. The flags handout_locked() set (policies on) are cleared for
+  // the next hand-out.
+  bool must_replace(slot<T>* s, bool& retire) noexcept {
+    if (!s->retire && !s->skip_validate) return hooks_.validate && !validate(s);
+    retire = std::exchange(s->retire, false);
+    const bool skip = std::exchange(s->skip_validate, false);
+    return retire || (!skip && hooks_.validate && !validate(s));
+  }
+
   // What a lease's return found (reported outside the lock by deliver()).
   struct return_note {
     PoolObserver* observer = nullptr;
@@ -913,7 +990,7 @@ class pool_core {
   }
 
   // Under the lock, policies on: `s` is handed out at `t` to `where`.
-  void handout_locked(slot<T>* s, clock::time_point t, const acquire_site& where) noexcept {
+  [[gnu::noinline]] void handout_locked(slot<T>* s, clock::time_point t, const acquire_site& where) noexcept {
     s->retire = expired_locked(s, t);
     s->skip_validate = policy_.validation_bypass.count() > 0 && t - s->last_used < policy_.validation_bypass;
     s->acquired_at = t;
@@ -956,7 +1033,8 @@ class pool_core {
     return static_cast<std::uint32_t>((x ^ (x >> 31)) >> 32);
   }
 
-  clock::time_point now() const { return hooks_.clock ? hooks_.clock() : clock::now(); }
+  // Out of line: only the policies' paths (and the slow ones) read the clock.
+  [[gnu::noinline]] clock::time_point now() const { return hooks_.clock ? hooks_.clock() : clock::now(); }
 
   void note_peak_locked() noexcept {
     if (in_use_ > peak_in_use_) peak_in_use_ = in_use_;
