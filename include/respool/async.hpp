@@ -39,6 +39,9 @@
 // in the child.
 #pragma once
 
+#include <any>
+#include <atomic>
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
@@ -52,12 +55,14 @@
 #include <boost/asio/system_executor.hpp>
 #include <boost/system/error_code.hpp>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -108,7 +113,7 @@ class async_acquire_op final : public waiter<T>,
       std::lock_guard<std::mutex> lock(core_->mutex());
       core_->add_async_ref_locked();
       const bool wait = timeout > async_clock::duration::zero();
-      switch (core_->start_acquire_locked(wait ? this : nullptr, s)) {
+      switch (core_->start_acquire_locked(wait ? this : nullptr, s, this->where, t0_)) {
         case acquire_result::slot:
           this->state = wait_state::granted_slot;
           this->granted = s;
@@ -183,7 +188,7 @@ class async_acquire_op final : public waiter<T>,
       case wait_state::granted_create:
         try {
           slot<T>* s = core_->finish_acquire(this->granted, this->state == wait_state::granted_create,
-                                             acquire_deadline{}, run_prepare_);
+                                             acquire_deadline{}, run_prepare_, this->where, t0_);
           lease = Lease<T>(core_, s);
         } catch (const std::system_error& e) {
           ec = e.code();
@@ -195,6 +200,7 @@ class async_acquire_op final : public waiter<T>,
         ec = errc::pool_closed;
         break;
       case wait_state::timed_out:
+        if (PoolObserver* observer = core_->observer()) observer->on_timeout();
         // The codes of the exceptions the sync acquire throws.
         ec = !no_wait_                          ? errc::acquire_timeout
              : core_->hooks().connection_errors ? errc::connection_limit_exceeded
@@ -225,7 +231,32 @@ class async_acquire_op final : public waiter<T>,
   std::shared_ptr<async_acquire_op> keep_alive_;  // set while queued
   bool no_wait_ = false;
   bool done_ = false;
+  std::chrono::steady_clock::time_point t0_{};  // the policies' start of the acquire (observer)
 };
+
+// True for a handler with no associated executor of its own.
+template <class Handler>
+inline constexpr bool has_no_executor_v =
+    std::is_same_v<boost::asio::associated_executor_t<Handler, boost::asio::system_executor>,
+                   boost::asio::system_executor>;
+
+// launch(handler), the handler bound to the pool's executor (`executor()`,
+// read only for handlers without one) if it has none and the pool has one.
+template <class Handler, class GetExecutor, class Launch>
+void with_pool_executor(Handler&& handler, GetExecutor&& executor, Launch&& launch) {
+  if constexpr (has_no_executor_v<std::decay_t<Handler>>) {
+    const std::any ex = executor();
+    if (ex.has_value()) {
+      const auto* io = std::any_cast<boost::asio::any_io_executor>(&ex);
+      if (io == nullptr)
+        throw std::invalid_argument(
+            "respool: a pool executor must be a boost::asio::any_io_executor (use respool::pool_executor)");
+      launch(boost::asio::bind_executor(*io, std::forward<Handler>(handler)));
+      return;
+    }
+  }
+  launch(std::forward<Handler>(handler));
+}
 
 template <class T>
 struct async_acquire_initiation {
@@ -234,9 +265,13 @@ struct async_acquire_initiation {
 
   template <class Handler>
   void operator()(Handler&& handler, async_clock::duration timeout) const {
-    auto op = std::make_shared<async_acquire_op<T, std::decay_t<Handler>>>(
-        core, std::forward<Handler>(handler), run_prepare);
-    op->start(timeout);
+    with_pool_executor(
+        std::forward<Handler>(handler), [this] { return core->executor(); },
+        [&](auto&& h) {
+          auto op = std::make_shared<async_acquire_op<T, std::decay_t<decltype(h)>>>(
+              core, std::forward<decltype(h)>(h), run_prepare);
+          op->start(timeout);
+        });
   }
 };
 
@@ -361,12 +396,17 @@ class producer_acquire_op final : public std::enable_shared_from_this<producer_a
 struct producer_acquire_initiation {
   ProducerPool* pool;
   std::function<ConnectionPool&()> connections;
+  pool_core<Producer>* core;
 
   template <class Handler>
   void operator()(Handler&& handler, async_clock::duration timeout) const {
-    auto op = std::make_shared<producer_acquire_op<std::decay_t<Handler>>>(std::forward<Handler>(handler),
-                                                                           connections);
-    op->start(*pool, timeout);
+    with_pool_executor(
+        std::forward<Handler>(handler), [this] { return core->executor(); },
+        [&](auto&& h) {
+          auto op = std::make_shared<producer_acquire_op<std::decay_t<decltype(h)>>>(
+              std::forward<decltype(h)>(h), connections);
+          op->start(*pool, timeout);
+        });
   }
 };
 
@@ -375,13 +415,91 @@ struct producer_acquire_initiation {
 template <class Token>
 auto ProducerPool::async_acquire(Token&& token) {
   return boost::asio::async_initiate<Token, void(boost::system::error_code, Lease<Producer>)>(
-      detail::producer_acquire_initiation{this, connections_}, token, detail::no_timeout);
+      detail::producer_acquire_initiation{this, connections_, core()}, token, detail::no_timeout);
 }
 
 template <class Rep, class Period, class Token>
 auto ProducerPool::async_acquire(std::chrono::duration<Rep, Period> timeout, Token&& token) {
   return boost::asio::async_initiate<Token, void(boost::system::error_code, Lease<Producer>)>(
-      detail::producer_acquire_initiation{this, connections_}, token, detail::to_async_timeout(timeout));
+      detail::producer_acquire_initiation{this, connections_, core()}, token,
+      detail::to_async_timeout(timeout));
 }
+
+// ---------------------------------------------------------------------------
+// The pool executor and the reaper.
+
+// What Options::executor / Resource::set_executor take: `executor` as a
+// boost::asio::any_io_executor. async_acquire handlers with no associated
+// executor of their own then run on it, not on Asio's system executor (its
+// hidden thread pool); a handler's own executor always wins.
+template <class Executor>
+std::any pool_executor(const Executor& executor) {
+  return std::any(boost::asio::any_io_executor(executor));
+}
+
+// Runs pool.maintain() every `interval` on `executor` (idle/lifetime expiry
+// in the background, leak reports for leases still out, min_idle), with no
+// thread of its own: a steady_timer on the executor. Factories and close
+// hooks of a pass run there too, so give it an executor that may block for
+// a connect or a close. Stops when stopped or destroyed; after stop()
+// returns no pass is running or will run. Destroy (or stop) it before the
+// pool and before the execution context. Thread safety: stop() may be
+// called from any thread, but not from a maintenance pass itself.
+class Reaper {
+ public:
+  template <class Pool, class Executor>
+  Reaper(Pool& pool, const Executor& executor, std::chrono::steady_clock::duration interval)
+      : state_(std::make_shared<state>(boost::asio::any_io_executor(executor))) {
+    if (interval <= std::chrono::steady_clock::duration::zero())
+      throw std::invalid_argument("respool::Reaper needs a positive interval");
+    state_->interval = interval;
+    state_->pass = [&pool] { pool.maintain(); };
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    arm(state_);
+  }
+
+  Reaper(const Reaper&) = delete;
+  Reaper& operator=(const Reaper&) = delete;
+  ~Reaper() { stop(); }
+
+  void stop() noexcept {
+    std::lock_guard<std::mutex> lock(state_->mutex);  // waits for a pass that is running
+    state_->stopped = true;
+    state_->timer.cancel();
+  }
+
+  // Completed passes (for tests and monitoring).
+  std::size_t passes() const noexcept { return state_->passes.load(std::memory_order_relaxed); }
+
+ private:
+  struct state {
+    explicit state(boost::asio::any_io_executor ex) : timer(std::move(ex)) {}
+    std::mutex mutex;  // guards timer, stopped; held by a pass
+    bool stopped = false;
+    boost::asio::steady_timer timer;
+    std::chrono::steady_clock::duration interval{};
+    std::function<void()> pass;
+    std::atomic<std::size_t> passes{0};
+  };
+
+  // Under state->mutex.
+  static void arm(const std::shared_ptr<state>& s) {
+    s->timer.expires_after(s->interval);
+    s->timer.async_wait([s](const boost::system::error_code& ec) {
+      if (ec) return;
+      std::lock_guard<std::mutex> lock(s->mutex);
+      if (s->stopped) return;
+      try {
+        s->pass();
+      } catch (...) {
+        // maintain() reports nothing by throwing; a bad_alloc waits for the next pass.
+      }
+      s->passes.fetch_add(1, std::memory_order_relaxed);
+      arm(s);
+    });
+  }
+
+  std::shared_ptr<state> state_;
+};
 
 }  // namespace respool

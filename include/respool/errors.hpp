@@ -106,44 +106,83 @@ class error : public std::system_error {
 // wait (connection_acquire_timeout) is catchable both as
 // connection_limit_exceeded and as acquire_timeout, and still as one
 // limit_exceeded and one respool::error.
+// What an exhausted pool knew when it refused (limit_exceeded and its kin).
+// Default-constructed: nothing known beyond limit and waited.
+struct limit_details {
+  std::string pool;         // the pool's name (a connection pool: its URL, password masked); may be empty
+  std::size_t in_use = 0;   // resources leased out (or being created) at that moment
+  std::size_t waiting = 0;  // other acquirers queued at that moment
+  bool known = false;       // true when in_use / waiting were filled in by the pool
+};
+
 class limit_exceeded : public virtual error {
  public:
-  limit_exceeded(std::size_t limit, std::chrono::nanoseconds waited)
-      : error(errc::limit_exceeded, describe("pool", limit, waited)), limit_(limit), waited_(waited) {}
+  limit_exceeded(std::size_t limit, std::chrono::nanoseconds waited, limit_details details = {})
+      : error(errc::limit_exceeded, describe("pool", limit, waited, details)),
+        limit_(limit),
+        waited_(waited),
+        in_use_(details.in_use),
+        waiting_(details.waiting) {}
 
   // The pool's limit when the acquire gave up.
   std::size_t limit() const noexcept { return limit_; }
   // How long the caller waited before giving up (zero for a non-waiting acquire).
   std::chrono::nanoseconds waited() const noexcept { return waited_; }
+  // Resources in use and acquirers waiting when the pool refused (0 if not known).
+  std::size_t in_use() const noexcept { return in_use_; }
+  std::size_t waiting() const noexcept { return waiting_; }
 
-  static std::string describe(const char* what, std::size_t limit, std::chrono::nanoseconds waited) {
+  // "connection pool limit of 10 exceeded after waiting 250.1 ms (pool
+  // amqp://guest:**@host:5672//: 10 in use, 3 waiting); raise the limit
+  // (resize(), pools::set_limit()) or look for leases held too long
+  // (PoolPolicy::leak_threshold)"; without waiting "... exceeded (did not
+  // wait; pool ...: ...); raise ...". The pools never name themselves with a password.
+  static std::string describe(const char* what, std::size_t limit, std::chrono::nanoseconds waited,
+                              const limit_details& details = {}) {
     using std::chrono::duration_cast;
     std::string text = std::string(what) + " limit of " + std::to_string(limit) + " exceeded";
+    std::string facts;
+    if (details.known) {
+      if (!details.pool.empty()) facts += "pool " + details.pool + ": ";
+      facts += std::to_string(details.in_use) + " in use, " + std::to_string(details.waiting) + " waiting";
+    }
     if (waited.count() > 0) {
       auto us = duration_cast<std::chrono::microseconds>(waited).count();
       text += " after waiting " + std::to_string(us / 1000) + "." + std::to_string(us % 1000 / 100) + " ms";
+      if (!facts.empty()) text += " (" + facts + ")";
     } else {
-      text += " (did not wait)";
+      text += facts.empty() ? " (did not wait)" : " (did not wait; " + facts + ")";
+    }
+    if (details.known) {
+      text +=
+          "; raise the limit (resize(), pools::set_limit()) or look for leases held too long "
+          "(PoolPolicy::leak_threshold)";
     }
     return text;
   }
 
  protected:
   // For derived classes: the virtual base `error` is initialised by the most derived class.
-  limit_exceeded(std::size_t limit, std::chrono::nanoseconds waited, int)
-      : error(errc::limit_exceeded, std::string()), limit_(limit), waited_(waited) {}
+  limit_exceeded(std::size_t limit, std::chrono::nanoseconds waited, int, const limit_details& details = {})
+      : error(errc::limit_exceeded, std::string()),
+        limit_(limit),
+        waited_(waited),
+        in_use_(details.in_use),
+        waiting_(details.waiting) {}
 
  private:
   std::size_t limit_;
   std::chrono::nanoseconds waited_;
+  std::size_t in_use_ = 0;
+  std::size_t waiting_ = 0;
 };
 
 // A wait with a timeout expired.
 class acquire_timeout : public virtual limit_exceeded {
  public:
-  acquire_timeout(std::size_t limit, std::chrono::nanoseconds waited)
-      : error(errc::acquire_timeout, limit_exceeded::describe("pool", limit, waited)),
-        limit_exceeded(limit, waited, 0) {}
+  acquire_timeout(std::size_t limit, std::chrono::nanoseconds waited, const limit_details& details = {})
+      : error(errc::acquire_timeout, limit_exceeded::describe("pool", limit, waited, details)),
+        limit_exceeded(limit, waited, 0, details) {}
 
  protected:
   acquire_timeout() : error(errc::acquire_timeout, std::string()), limit_exceeded(0, {}, 0) {}
@@ -152,9 +191,11 @@ class acquire_timeout : public virtual limit_exceeded {
 // A connection pool could not hand out a connection. kombu: ConnectionLimitExceeded.
 class connection_limit_exceeded : public virtual limit_exceeded {
  public:
-  connection_limit_exceeded(std::size_t limit, std::chrono::nanoseconds waited)
-      : error(errc::connection_limit_exceeded, limit_exceeded::describe("connection pool", limit, waited)),
-        limit_exceeded(limit, waited, 0) {}
+  connection_limit_exceeded(std::size_t limit, std::chrono::nanoseconds waited,
+                            const limit_details& details = {})
+      : error(errc::connection_limit_exceeded,
+              limit_exceeded::describe("connection pool", limit, waited, details)),
+        limit_exceeded(limit, waited, 0, details) {}
 
  protected:
   connection_limit_exceeded()
@@ -166,9 +207,10 @@ class connection_limit_exceeded : public virtual limit_exceeded {
 // code is errc::acquire_timeout.
 class connection_acquire_timeout final : public connection_limit_exceeded, public acquire_timeout {
  public:
-  connection_acquire_timeout(std::size_t limit, std::chrono::nanoseconds waited)
-      : error(errc::acquire_timeout, limit_exceeded::describe("connection pool", limit, waited)),
-        limit_exceeded(limit, waited, 0) {}
+  connection_acquire_timeout(std::size_t limit, std::chrono::nanoseconds waited,
+                             const limit_details& details = {})
+      : error(errc::acquire_timeout, limit_exceeded::describe("connection pool", limit, waited, details)),
+        limit_exceeded(limit, waited, 0, details) {}
 };
 
 // Acquire on a closed pool, or a waiter woken because its pool was closed or reset.

@@ -114,6 +114,19 @@ class PoolGroup {
     });
   }
 
+  // Calls fn(pool) for every pool of the group (a snapshot, taken under the
+  // group's mutex; fn runs outside it). A pool created concurrently may be missed.
+  template <class Fn>
+  void for_each(Fn&& fn) {
+    check_fork();
+    std::vector<node*> pools;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      pools = entries(table_.load(std::memory_order_relaxed));
+    }
+    for (node* n : pools) fn(*n->pool);
+  }
+
   // True if the group follows the global default limit.
   bool follows_default_limit() const noexcept { return follows_default_.load(std::memory_order_relaxed); }
 

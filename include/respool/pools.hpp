@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -12,6 +13,7 @@
 #include "respool/connection_pool.hpp"
 #include "respool/detail/globals.hpp"
 #include "respool/pool_group.hpp"
+#include "respool/pool_policy.hpp"
 #include "respool/producer.hpp"
 
 namespace respool::detail {
@@ -33,6 +35,20 @@ class params_group : public PoolGroup<ConnectionParams, Pool> {
 
 }  // namespace respool::detail
 
+namespace respool::detail {
+// The policies pools::set_connection_policy / set_producer_policy gave the
+// process-wide groups (read by their factories). Never destroyed.
+struct global_policies {
+  std::mutex mutex;
+  PoolPolicy connections;
+  PoolPolicy producers;
+};
+inline global_policies& policies() {
+  static auto* instance = new global_policies;
+  return *instance;
+}
+}  // namespace respool::detail
+
 namespace respool::pools {
 
 // Connection pools keyed by normalised connection parameters:
@@ -48,7 +64,12 @@ class Connections : public respool::detail::params_group<ConnectionPool> {
  private:
   static factory_type factory() {
     return [](const ConnectionParams& params, std::size_t limit) {
-      return std::make_unique<ConnectionPool>(params, limit);
+      auto pool = std::make_unique<ConnectionPool>(params, limit);
+      pool->set_name(params.as_uri());  // password masked
+      auto& global = respool::detail::policies();
+      std::lock_guard<std::mutex> lock(global.mutex);
+      pool->set_policy(global.connections);
+      return pool;
     };
   }
 };
@@ -80,8 +101,13 @@ class Producers : public respool::detail::params_group<ProducerPool> {
  private:
   static factory_type factory() {
     return [](const ConnectionParams& params, std::size_t limit) {
-      return std::make_unique<ProducerPool>(
+      auto pool = std::make_unique<ProducerPool>(
           [params]() -> ConnectionPool& { return respool::detail::global_connections()[params]; }, limit);
+      pool->set_name("producers for " + params.as_uri());  // password masked
+      auto& global = respool::detail::policies();
+      std::lock_guard<std::mutex> lock(global.mutex);
+      pool->set_policy(global.producers);
+      return pool;
     };
   }
 };
@@ -126,6 +152,25 @@ inline constexpr group_handle<Producers, &respool::detail::global_producers> pro
 // Returns the new limit.
 inline std::size_t set_limit(std::size_t limit, bool force = false) {
   return respool::detail::set_default_limit(limit, force);
+}
+
+// The production policies (respool/pool_policy.hpp: idle_timeout,
+// max_lifetime, validation_bypass, leak_threshold, min_idle, observer) of
+// every pool of pools::connections / pools::producers: the pools there now
+// get them at once, pools made later when they are made. Call it at start-up:
+// a pool whose key is first used while this runs may miss it. The observer
+// must outlive the pools (they are never destroyed: in practice, a static).
+inline void set_connection_policy(const PoolPolicy& policy) {
+  auto& global = respool::detail::policies();
+  std::lock_guard<std::mutex> lock(global.mutex);
+  global.connections = policy;
+  connections->for_each([&](ConnectionPool& pool) { pool.set_policy(policy); });
+}
+inline void set_producer_policy(const PoolPolicy& policy) {
+  auto& global = respool::detail::policies();
+  std::lock_guard<std::mutex> lock(global.mutex);
+  global.producers = policy;
+  producers->for_each([&](ProducerPool& pool) { pool.set_policy(policy); });
 }
 
 // The global limit: 200 until set_limit is called.

@@ -1,17 +1,20 @@
 // respool/resource.hpp — Resource<T>, the generic pool (kombu's Resource).
 #pragma once
 
+#include <any>
 #include <chrono>
 #include <cstddef>
 #include <functional>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "respool/detail/pool_core.hpp"
 #include "respool/errors.hpp"
 #include "respool/lease.hpp"
+#include "respool/pool_policy.hpp"
 
 namespace respool {
 
@@ -41,6 +44,20 @@ class Resource {
         prepare{};  // on every hand-out, after validate (kombu prepare); may throw; optional
     std::function<void(T&)>
         on_release{};  // when a lease gives it back (kombu release); must not throw; optional
+    // Idle timeout, max lifetime, validation bypass, leak detection, min_idle,
+    // observer (respool/pool_policy.hpp); all off by default. See set_policy().
+    PoolPolicy policy{};
+    // The pool's name in limit_exceeded messages; never put a password in it.
+    std::string name{};
+    // The policies' clock; empty = std::chrono::steady_clock::now. For tests
+    // (no sleeps): it is called under the pool lock, so it must be cheap and
+    // never touch the pool, and it must never return time_point{} (the epoch).
+    std::function<std::chrono::steady_clock::time_point()> clock{};
+    // The executor async_acquire handlers with no associated executor run on
+    // (Boost.MySQL's pool executor), instead of Asio's system executor: a
+    // boost::asio::any_io_executor, most simply made by
+    // respool::pool_executor(io.get_executor()) (respool/async.hpp). Empty = none.
+    std::any executor{};
   };
 
   // Throws std::invalid_argument without a factory; propagates a preload factory's exception.
@@ -59,22 +76,29 @@ class Resource {
 
   // Wait as long as it takes for a resource. Throws pool_closed, or whatever
   // the factory / prepare hook throws (the slot is freed first).
-  Lease<T> acquire() { return {core_, core_->acquire(true, clock::time_point::max())}; }
+  // (`where` records the caller's source location for leak reports in C++20;
+  // leave it defaulted.)
+  Lease<T> acquire(acquire_site where = acquire_site::current()) {
+    return {core_, core_->acquire(true, clock::time_point::max(), {}, where)};
+  }
 
   // Wait at most `timeout`. A zero (or negative) timeout never waits and
   // throws limit_exceeded at once (kombu block=False); an expired wait throws
   // acquire_timeout (which is a limit_exceeded).
+  //
+  // The limit_exceeded family says which pool, how many were in use and
+  // waiting, and hints at raising the limit or looking for leaks.
   template <class Rep, class Period>
-  Lease<T> acquire(std::chrono::duration<Rep, Period> timeout) {
-    if (timeout <= timeout.zero()) return {core_, core_->acquire(false, clock::time_point::max())};
+  Lease<T> acquire(std::chrono::duration<Rep, Period> timeout, acquire_site where = acquire_site::current()) {
+    if (timeout <= timeout.zero()) return {core_, core_->acquire(false, clock::time_point::max(), {}, where)};
     const auto start = clock::now();
-    return {core_, core_->acquire(true, deadline_after(timeout, start), start)};
+    return {core_, core_->acquire(true, deadline_after(timeout, start), start, where)};
   }
 
   // Never waits: a lease, or nothing if the pool is at its limit. Throws
   // pool_closed on a closed pool, and what the factory throws.
-  std::optional<Lease<T>> try_acquire() {
-    if (detail::slot<T>* s = core_->try_acquire()) return Lease<T>(core_, s);
+  std::optional<Lease<T>> try_acquire(acquire_site where = acquire_site::current()) {
+    if (detail::slot<T>* s = core_->try_acquire(where)) return Lease<T>(core_, s);
     return std::nullopt;
   }
 
@@ -106,6 +130,26 @@ class Resource {
 
   // A snapshot of the counters.
   PoolStats stats() const { return core_->stats(); }
+
+  // Replace the production policies (idle_timeout, max_lifetime,
+  // validation_bypass, leak_threshold + on_leak, min_idle, observer); they
+  // apply to the resources already in the pool too. All off = the pool
+  // costs what it did without them.
+  void set_policy(PoolPolicy policy) { core_->set_policy(std::move(policy)); }
+  PoolPolicy policy() const { return core_->policy(); }
+
+  // The executor for async_acquire handlers that have none (see
+  // Options::executor); applies to operations started afterwards.
+  void set_executor(std::any executor) { core_->set_executor(std::move(executor)); }
+
+  // The name limit_exceeded messages give the pool (never a password).
+  void set_name(std::string name) { core_->set_name(std::move(name)); }
+
+  // One maintenance pass: close expired idle resources, report leases held
+  // longer than leak_threshold, create resources up to min_idle. The reaper
+  // (respool/async.hpp, start_reaper) runs it periodically; without one,
+  // expiry is still checked lazily on every acquire and release.
+  MaintainResult maintain() { return core_->maintain(); }
 
  protected:
   using clock = std::chrono::steady_clock;
@@ -152,7 +196,12 @@ class Resource {
     // Connection pools: a close may wait for a stalled broker (up to the
     // transport's close bound), so force_close_all/resize/reset close them in parallel.
     hooks.parallel_close = connection_errors;
-    return new detail::pool_core<T>(o.limit, std::move(hooks));
+    hooks.clock = std::move(o.clock);
+    auto* core = new detail::pool_core<T>(o.limit, std::move(hooks));
+    core->set_name(std::move(o.name));
+    core->set_policy(std::move(o.policy));
+    core->set_executor(std::move(o.executor));
+    return core;
   }
 
   void preload(std::size_t n) {

@@ -33,6 +33,7 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -48,6 +49,7 @@
 #include "respool/connection_params.hpp"
 #include "respool/lease.hpp"
 #include "respool/pool_group.hpp"
+#include "respool/pool_policy.hpp"
 #include "respool/resource.hpp"
 
 namespace {
@@ -125,6 +127,55 @@ void resource_setup(const benchmark::State& state) {
 void resource_teardown(const benchmark::State&) { g_resource.reset(); }
 
 void BM_Resource(benchmark::State& state) {
+  IntPool& pool = *g_resource;
+  for (auto _ : state) {
+    Lease<int> lease = pool.acquire();
+    benchmark::DoNotOptimize(*lease);
+    lease.release();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// (b') The same pool with production policies on (respool/pool_policy.hpp):
+// what each costs on the uncontended hand-out path. BM_Resource above is the
+// cost with every policy off.
+
+struct NullObserver final : respool::PoolObserver {
+  void on_wait(std::chrono::nanoseconds d) override { benchmark::DoNotOptimize(d); }
+  void on_use(std::chrono::nanoseconds d) override { benchmark::DoNotOptimize(d); }
+};
+NullObserver g_observer;
+
+std::unique_ptr<IntPool> make_policy_pool(std::size_t limit, int which) {
+  IntPool::Options options;
+  options.limit = limit;
+  options.preload = limit;
+  options.create = [] { return 42; };
+  options.validate = [](int&) { return true; };
+  switch (which) {
+    case 0:  // expiry: idle timeout + max lifetime + validation bypass
+      options.policy.idle_timeout = std::chrono::minutes(10);
+      options.policy.max_lifetime = std::chrono::hours(1);
+      options.policy.validation_bypass = std::chrono::milliseconds(500);
+      break;
+    case 1:  // leak detection
+      options.policy.leak_threshold = std::chrono::minutes(1);
+      break;
+    case 2:  // observer
+      options.policy.observer = &g_observer;
+      break;
+    default:  // validate, no policy (the bypass's baseline)
+      break;
+  }
+  return std::make_unique<IntPool>(std::move(options));
+}
+
+template <int Which>
+void policy_setup(const benchmark::State& state) {
+  g_resource = make_policy_pool(static_cast<std::size_t>(state.threads()), Which);
+}
+
+void BM_Resource_Policy(benchmark::State& state) {
   IntPool& pool = *g_resource;
   for (auto _ : state) {
     Lease<int> lease = pool.acquire();
@@ -329,6 +380,30 @@ void BM_AsyncAcquire_SyncBaseline(benchmark::State& state) {
 RESPOOL_THREADS(BENCHMARK(BM_Floor)->Setup(floor_setup)->Teardown(floor_teardown));
 RESPOOL_THREADS(BENCHMARK(BM_Floor_PrivateMutex));
 RESPOOL_THREADS(BENCHMARK(BM_Resource)->Setup(resource_setup)->Teardown(resource_teardown));
+BENCHMARK(BM_Resource_Policy)
+    ->Name("BM_Resource_Validate")
+    ->Setup(policy_setup<3>)
+    ->Teardown(resource_teardown)
+    ->Threads(1)
+    ->UseRealTime();
+BENCHMARK(BM_Resource_Policy)
+    ->Name("BM_Resource_Expiry")
+    ->Setup(policy_setup<0>)
+    ->Teardown(resource_teardown)
+    ->Threads(1)
+    ->UseRealTime();
+BENCHMARK(BM_Resource_Policy)
+    ->Name("BM_Resource_LeakDetection")
+    ->Setup(policy_setup<1>)
+    ->Teardown(resource_teardown)
+    ->Threads(1)
+    ->UseRealTime();
+BENCHMARK(BM_Resource_Policy)
+    ->Name("BM_Resource_Observer")
+    ->Setup(policy_setup<2>)
+    ->Teardown(resource_teardown)
+    ->Threads(1)
+    ->UseRealTime();
 RESPOOL_THREADS(BENCHMARK(BM_NaiveCvPool)->Setup(naive_setup)->Teardown(naive_teardown));
 RESPOOL_THREADS(BENCHMARK(BM_PocoObjectPool)->Setup(poco_setup)->Teardown(poco_teardown));
 RESPOOL_THREADS(BENCHMARK(BM_Group_Bare_1Key)->Setup(group1_setup)->Teardown(group_teardown));

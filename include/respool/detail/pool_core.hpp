@@ -12,6 +12,7 @@
 #pragma once
 
 #include <algorithm>
+#include <any>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -21,37 +22,57 @@
 #include <functional>
 #include <mutex>
 #include <new>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "respool/detail/globals.hpp"
 #include "respool/errors.hpp"
+#include "respool/pool_policy.hpp"
 
 namespace respool {
 
 // A snapshot of a pool's counters (Resource::stats()).
 struct PoolStats {
-  std::size_t limit = 0;     // 0 = unlimited
-  std::size_t in_use = 0;    // leased out (or being created for an acquirer)
-  std::size_t idle = 0;      // ready for reuse
-  std::size_t waiting = 0;   // acquirers queued (sync and async)
-  std::size_t created = 0;   // resources ever created
-  std::size_t closed = 0;    // resources ever closed
-  std::size_t timeouts = 0;  // acquires that ended in limit_exceeded (zero-wait ones included)
+  std::size_t limit = 0;        // 0 = unlimited
+  std::size_t in_use = 0;       // leased out (or being created for an acquirer)
+  std::size_t idle = 0;         // ready for reuse
+  std::size_t waiting = 0;      // acquirers queued (sync and async)
+  std::size_t created = 0;      // resources ever created
+  std::size_t closed = 0;       // resources ever closed
+  std::size_t timeouts = 0;     // acquires that ended in limit_exceeded (zero-wait ones included)
+  std::size_t peak_in_use = 0;  // the most ever in use at once
+  std::size_t waits = 0;        // acquires that had to queue (served, timed out, cancelled or closed)
+  std::chrono::nanoseconds wait_time{0};  // their time in the queue, in all (the pool's clock)
+  std::size_t expired = 0;                // closed for idle_timeout / max_lifetime (counted in `closed` too)
+  std::size_t leaks = 0;                  // leases reported as held longer than leak_threshold
 };
 
 namespace detail {
 
 template <class T>
 struct slot {
+  using time_point = std::chrono::steady_clock::time_point;
   explicit slot(T&& v) : value(std::move(v)) {}
   T value;
   slot* prev = nullptr;  // in the in-use list
   slot* next = nullptr;
-  bool dead = false;      // force-closed while leased
-  bool closing = false;   // force_close_all() is running the close hook on it
-  bool released = false;  // its lease came back while `closing`
+  bool dead = false;           // force-closed while leased
+  bool closing = false;        // force_close_all() is running the close hook on it
+  bool released = false;       // its lease came back while `closing`
+  bool retire = false;         // expired when handed out: close it instead
+  bool skip_validate = false;  // used less than validation_bypass ago
+  bool leak_reported = false;
+  // The policies' bookkeeping (PoolPolicy), after the fields every hand-out
+  // touches; written under the pool lock, except created_at/jitter (before
+  // the slot is published) and retire/skip_validate (by the acquirer that
+  // owns it, after its hand-out).
+  std::uint32_t jitter = 0;  // this resource's share of lifetime_jitter, in 1/2^32
+  time_point created_at{};
+  time_point last_used{};    // given back (or created); idle_timeout, validation_bypass
+  time_point acquired_at{};  // handed out (time_point{} while idle, or policies off)
+  acquire_site where{};
 };
 
 enum class wait_state : unsigned char { waiting, granted_slot, granted_create, closed, timed_out, cancelled };
@@ -64,6 +85,8 @@ struct waiter {
   waiter* next = nullptr;
   wait_state state = wait_state::waiting;
   slot<T>* granted = nullptr;
+  std::chrono::steady_clock::time_point queued_at{};  // the pool's clock
+  acquire_site where{};
   virtual void notify() = 0;
 
  protected:
@@ -98,6 +121,9 @@ struct pool_hooks {
   std::function<void(T&)> on_release;  // when a lease gives it back; must not throw
   bool connection_errors = false;      // throw connection_limit_exceeded & co
   bool parallel_close = false;         // close several at once on threads (hooks that may block on I/O)
+  // The policies' clock (tests inject one); empty = steady_clock::now. Called
+  // under the pool lock too: it must be cheap and never touch the pool.
+  std::function<std::chrono::steady_clock::time_point()> clock;
 };
 
 // What an acquire attempt got while holding the lock.
@@ -131,13 +157,15 @@ class pool_core {
   // (pthread_cond_destroy) is an atomic read-modify-write, and with the
   // clock_gettime they cost as much as the two lock/unlock pairs of an
   // acquire + release together.
-  slot<T>* acquire(bool wait, clock::time_point deadline, clock::time_point start = {}) {
+  slot<T>* acquire(bool wait, clock::time_point deadline, clock::time_point start = {},
+                   const acquire_site& where = {}) {
     check_fork();
     slot<T>* s = nullptr;
     bool create = false;
+    clock::time_point t0{};  // the policies' start of this acquire (only with policies on)
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      switch (start_acquire_locked(nullptr, s)) {
+      switch (start_acquire_locked(nullptr, s, where, t0)) {
         case acquire_result::slot:
           break;
         case acquire_result::create:
@@ -149,25 +177,35 @@ class pool_core {
           break;  // not without a waiter
         case acquire_result::no_capacity:
           if (wait) {
-            s = wait_locked(lock, deadline, start, create);
+            s = wait_locked(lock, deadline, start, create, where);
             break;
           }
-          ++timeouts_;
-          const std::size_t limit = limit_;
-          const bool connection_errors = hooks_.connection_errors;
-          lock.unlock();  // from here on the core may be gone (a Resource destroyed concurrently)
-          throw_limit_exceeded(connection_errors, limit, std::chrono::nanoseconds(0), false);
+          refuse_locked(lock);
       }
     }
-    return finish_acquire(s, create, acquire_deadline{wait, deadline});
+    return finish_acquire(s, create, acquire_deadline{wait, deadline}, true, where, t0);
+  }
+
+  // acquire(false, ...) on a full pool: throw limit_exceeded (out of line,
+  // so that the hand-out path stays small).
+  [[noreturn, gnu::noinline, gnu::cold]] void refuse_locked(std::unique_lock<std::mutex>& lock) {
+    ++timeouts_;
+    const std::size_t limit = limit_;
+    const bool connection_errors = hooks_.connection_errors;
+    limit_details details = details_locked();
+    PoolObserver* observer = observer_.load(std::memory_order_acquire);
+    lock.unlock();  // from here on the core may be gone (a Resource destroyed concurrently)
+    if (observer) observer->on_timeout();
+    throw_limit_exceeded(connection_errors, limit, std::chrono::nanoseconds(0), false, details);
   }
 
   // acquire()'s slow path, under the lock: queue behind earlier waiters and
   // sleep until served (returns the slot, or nullptr with `create` set),
   // closed (throws pool_closed) or past `deadline` (throws).
   [[gnu::noinline]] slot<T>* wait_locked(std::unique_lock<std::mutex>& lock, clock::time_point deadline,
-                                         clock::time_point start, bool& create) {
+                                         clock::time_point start, bool& create, const acquire_site& where) {
     sync_waiter<T> w;
+    w.where = where;
     link_waiter(&w);
     // A sleeping thread is a reference to the core: a Resource destroyed
     // meanwhile wakes it with pool_closed, and the core lives until it has
@@ -184,8 +222,11 @@ class pool_core {
         --sync_refs_;
         const std::size_t limit = limit_;
         const bool connection_errors = hooks_.connection_errors;
+        limit_details details = details_locked();
+        PoolObserver* observer = observer_.load(std::memory_order_acquire);
         lock.unlock();
-        throw_limit_exceeded(connection_errors, limit, clock::now() - start, true);
+        if (observer) observer->on_timeout();
+        throw_limit_exceeded(connection_errors, limit, clock::now() - start, true, details);
       }
     }
     --sync_refs_;
@@ -201,36 +242,45 @@ class pool_core {
 
   // Never waits: a resource, or nullptr if the pool is at its limit (not
   // counted as a timeout: nothing was refused, the caller only asked).
-  slot<T>* try_acquire() {
+  slot<T>* try_acquire(const acquire_site& where = {}) {
     check_fork();
     slot<T>* s = nullptr;
     acquire_result r;
+    clock::time_point t0{};
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      r = start_acquire_locked(nullptr, s);
+      r = start_acquire_locked(nullptr, s, where, t0);
     }
     if (r == acquire_result::closed) throw pool_closed();
     if (r == acquire_result::no_capacity) return nullptr;
-    return finish_acquire(s, r == acquire_result::create, acquire_deadline{false});
+    return finish_acquire(s, r == acquire_result::create, acquire_deadline{false}, true, where, t0);
   }
 
   // Under the lock: take an idle resource, reserve a slot to create one, or
   // (if `w` is given) queue `w`. Newcomers never overtake queued waiters.
-  acquire_result start_acquire_locked(waiter<T>* w, slot<T>*& out) {
+  // With policies on, `t0` gets the pool clock's now (the acquire's start).
+  acquire_result start_acquire_locked(waiter<T>* w, slot<T>*& out, const acquire_site& where,
+                                      clock::time_point& t0) {
     if (shut_) return acquire_result::closed;
+    const bool timed = timed_.load(std::memory_order_relaxed);
+    if (timed) t0 = now();
     if (waiters_head_ == nullptr) {
       if (!idle_.empty()) {
         out = idle_.back();
         idle_.pop_back();
         ++in_use_;
+        note_peak_locked();
+        if (timed) handout_locked(out, t0, where);
         return acquire_result::slot;
       }
       if (limit_ == 0 || total_locked() < limit_) {
         ++in_use_;
+        note_peak_locked();
         return acquire_result::create;
       }
     }
     if (w == nullptr) return acquire_result::no_capacity;
+    w->where = where;
     link_waiter(w);
     return acquire_result::queued;
   }
@@ -239,39 +289,28 @@ class pool_core {
   // On failure the reservation is returned and the exception propagates.
   // `deadline` is handed to the prepare_until hook; `run_prepare` false
   // leaves both prepare hooks to the caller (ProducerPool's async acquire).
+  // `where` and `t0` (the acquire's start, with policies on) feed leak
+  // detection and the observer.
   slot<T>* finish_acquire(slot<T>* s, bool create, const acquire_deadline& deadline = {},
-                          bool run_prepare = true) {
+                          bool run_prepare = true, const acquire_site& where = {},
+                          clock::time_point t0 = {}) {
+    // The warm hand-out of a pool without hooks or policies: nothing to do.
+    if (!create && t0 == clock::time_point{} && !s->retire && !s->skip_validate && !hooks_.validate &&
+        !(run_prepare && (hooks_.prepare || hooks_.prepare_until)))
+      return s;
+    return finish_acquire_slow(s, create, deadline, run_prepare, where, t0);
+  }
+
+  [[gnu::noinline]] slot<T>* finish_acquire_slow(slot<T>* s, bool create, const acquire_deadline& deadline,
+                                                 bool run_prepare, const acquire_site& where,
+                                                 clock::time_point t0) {
     for (;;) {
+      bool retire = false;
       if (create) {
-        try {
-          s = new slot<T>(hooks_.create());
-        } catch (...) {
-          cancel_reservation();
-          throw;
-        }
-        std::lock_guard<std::mutex> lock(mutex_);
-        ++created_;
-        link_slot(s);
-      } else if (hooks_.validate && !validate(s)) {
-        // Broken: close it and create a replacement in the same slot. A
-        // force_close_all() meanwhile may have closed it already (it is then
-        // dead: don't close it twice) or may still be closing it (then it
-        // deletes the slot itself).
-        bool close_it;
-        bool delete_it;
-        {
-          std::lock_guard<std::mutex> lock(mutex_);
-          close_it = !s->dead;
-          if (close_it) ++closed_;
-          delete_it = !s->closing;
-          if (delete_it)
-            unlink_slot(s);
-          else
-            s->released = true;
-        }
-        if (close_it) close_quietly(s->value);
-        if (delete_it) delete s;
-        create = true;
+        s = create_slot(&where);
+      } else if (must_replace(s, retire)) {
+        s = replace(s, retire, where);
+        create = s == nullptr;
         continue;
       }
       if (run_prepare && (hooks_.prepare || hooks_.prepare_until)) {
@@ -283,16 +322,60 @@ class pool_core {
           throw;
         }
       }
+      if (t0 != clock::time_point{}) {
+        if (PoolObserver* observer = observer_.load(std::memory_order_acquire)) observer->on_wait(now() - t0);
+      }
       return s;
     }
   }
 
-  // Create one resource for the constructor's preload (no validate/prepare).
+  // finish_acquire()'s slow path: `s` is broken or expired: close it. A
+  // force_close_all() meanwhile may have closed it already (it is then dead:
+  // don't close it twice) or may still be closing it (then it deletes the
+  // slot itself). A broken one is replaced by a new one in the same slot
+  // (returns nullptr: create); an expired one by the next idle one if there
+  // is one (returned, to be checked in turn).
+  [[gnu::noinline]] slot<T>* replace(slot<T>* s, bool retire, const acquire_site& where) {
+    bool close_it;
+    bool delete_it;
+    slot<T>* next = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      close_it = !s->dead;
+      if (close_it) ++closed_;
+      if (close_it && retire) ++expired_;
+      delete_it = !s->closing;
+      if (delete_it)
+        unlink_slot(s);
+      else
+        s->released = true;
+      if (retire && !idle_.empty()) {
+        next = idle_.back();
+        idle_.pop_back();
+        if (timed_.load(std::memory_order_relaxed)) handout_locked(next, now(), where);
+      }
+    }
+    if (close_it) close_quietly(s->value);
+    if (delete_it) delete s;
+    return next;
+  }
+
+  // Create one resource for the constructor's preload or maintain()'s
+  // min_idle (no validate/prepare); the caller releases it into the pool.
   slot<T>* preload_one() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       ++in_use_;
     }
+    return create_slot(nullptr);
+  }
+
+  // Run the factory for a reserved slot (in_use_ counts it) and link the
+  // new resource. `where`: the acquirer's site (it is handed out at once), or
+  // nullptr (it goes idle). On failure the reservation is returned.
+  [[gnu::noinline]] slot<T>* create_slot(const acquire_site* where) {
+    PoolObserver* observer = observer_.load(std::memory_order_acquire);
+    const clock::time_point before = observer ? now() : clock::time_point{};
     slot<T>* s;
     try {
       s = new slot<T>(hooks_.create());
@@ -300,9 +383,21 @@ class pool_core {
       cancel_reservation();
       throw;
     }
-    std::lock_guard<std::mutex> lock(mutex_);
-    ++created_;
-    link_slot(s);
+    // One clock read per creation, policies on or off: a resource's age must
+    // be known if max_lifetime is set later.
+    const clock::time_point made = now();
+    s->created_at = s->last_used = made;
+    s->jitter = jitter_for(s, made);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++created_;
+      link_slot(s);
+      if (where != nullptr && timed_.load(std::memory_order_relaxed)) {
+        s->acquired_at = made;
+        s->where = *where;
+      }
+    }
+    if (observer) observer->on_create(made - before);
     return s;
   }
 
@@ -328,9 +423,13 @@ class pool_core {
     if (generation != fork_generation()) return;
     bool close_it = false;
     bool delete_self = false;
+    return_note note;
+    const bool timed = timed_.load(std::memory_order_relaxed);
+    const clock::time_point t = timed ? now() : clock::time_point{};
     {
       std::lock_guard<std::mutex> lock(mutex_);
       --in_use_;
+      if (timed) note_return_locked(s, t, note);
       if (s->dead && s->closing) {
         s->released = true;  // force_close_all() deletes it when done closing
         s = nullptr;
@@ -345,6 +444,7 @@ class pool_core {
       if (close_it) ++sync_refs_;  // the close hook is a member: keep the core until it returns
       delete_self = should_delete_locked();
     }
+    if (timed) deliver(note);
     if (close_it) {
       close_quietly(s->value);
       delete_self = drop_ref_after_close();
@@ -384,6 +484,131 @@ class pool_core {
   void abandon_grant(wait_state state, slot<T>* s) noexcept {
     if (state == wait_state::granted_slot) release(s);
     if (state == wait_state::granted_create) cancel_reservation();
+  }
+
+  PoolObserver* observer() const noexcept { return observer_.load(std::memory_order_acquire); }
+
+  // ----- policies (PoolPolicy) -------------------------------------------------
+
+  // Replace the policies; they apply to the resources already there too. On
+  // switching them on, every resource counts as used now (nothing was
+  // measured while they were off).
+  void set_policy(PoolPolicy policy) {
+    check_fork();
+    const bool on = policy.idle_timeout.count() > 0 || policy.max_lifetime.count() > 0 ||
+                    policy.validation_bypass.count() > 0 || policy.leak_threshold.count() > 0 ||
+                    policy.observer != nullptr;
+    PoolPolicy old;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (on && !timed_.load(std::memory_order_relaxed)) {
+      const clock::time_point t = now();
+      for (slot<T>* s = slots_head_; s != nullptr; s = s->next) {
+        s->last_used = t;
+        s->acquired_at = t;  // leased ones: held from now on, as far as we know
+        s->leak_reported = false;
+      }
+      for (slot<T>* s : idle_) s->acquired_at = clock::time_point{};
+    }
+    old = std::exchange(policy_, std::move(policy));  // the old hooks die after the lock (RAII order)
+    observer_.store(policy_.observer, std::memory_order_release);
+    timed_.store(on, std::memory_order_relaxed);
+  }
+
+  PoolPolicy policy() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return policy_;
+  }
+
+  // The executor for async_acquire handlers that have none (a
+  // boost::asio::any_io_executor in a std::any; empty = none). See async.hpp.
+  void set_executor(std::any executor) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    executor_.swap(executor);
+  }
+  std::any executor() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return executor_;
+  }
+
+  // The pool's name in limit_exceeded messages (a connection pool: its URL, password masked).
+  void set_name(std::string name) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    name_.swap(name);
+  }
+
+  // One maintenance pass (the reaper runs it; anyone may): close expired idle
+  // resources, report leases held longer than leak_threshold, and create
+  // resources until min_idle are idle (within the limit). Factories and
+  // close hooks run on the calling thread, outside the lock; a factory
+  // failure ends the pass quietly (it is retried at the next one).
+  MaintainResult maintain() {
+    check_fork();
+    MaintainResult result;
+    std::vector<slot<T>*> doomed;
+    std::vector<LeakInfo> leaks;
+    std::function<void(const LeakInfo&)> on_leak;
+    std::size_t to_create = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (shut_) return result;
+      const bool timed = timed_.load(std::memory_order_relaxed);
+      const clock::time_point t = timed ? now() : clock::time_point{};
+      if (timed) {
+        auto keep = std::stable_partition(idle_.begin(), idle_.end(),
+                                          [&](slot<T>* s) { return !expired_locked(s, t); });
+        doomed.assign(keep, idle_.end());
+        idle_.erase(keep, idle_.end());
+        for (slot<T>* d : doomed) unlink_slot(d);
+        closed_ += doomed.size();
+        expired_ += doomed.size();
+        if (policy_.leak_threshold.count() > 0) {
+          for (slot<T>* s = slots_head_; s != nullptr; s = s->next) {
+            if (s->dead || s->leak_reported || s->acquired_at == clock::time_point{}) continue;
+            const auto held = t - s->acquired_at;
+            if (held <= policy_.leak_threshold) continue;
+            s->leak_reported = true;
+            ++leaks_;
+            LeakInfo info;
+            info.held = held;
+#if RESPOOL_HAS_SOURCE_LOCATION
+            info.where = s->where;
+#endif
+            leaks.push_back(info);
+          }
+          if (!leaks.empty()) on_leak = policy_.on_leak;
+        }
+      }
+      while (idle_.size() + to_create < policy_.min_idle && waiters_head_ == nullptr &&
+             (limit_ == 0 || total_locked() < limit_)) {
+        ++in_use_;  // reserved: created below
+        ++to_create;
+      }
+      grant_capacity_locked();
+    }
+    result.expired = doomed.size();
+    result.leaks = leaks.size();
+    close_and_delete(doomed);
+    if (on_leak) {
+      for (const LeakInfo& info : leaks) {
+        try {
+          on_leak(info);
+        } catch (...) {
+          // must not throw; nothing to report it to
+        }
+      }
+    }
+    for (; to_create > 0; --to_create) {
+      slot<T>* s;
+      try {
+        s = create_slot(nullptr);  // gives its reservation back if the factory throws
+      } catch (...) {
+        while (--to_create > 0) cancel_reservation();
+        break;
+      }
+      release(s);
+      ++result.created;
+    }
+    return result;
   }
 
   // ----- management ----------------------------------------------------------
@@ -509,6 +734,11 @@ class pool_core {
     st.created = created_;
     st.closed = closed_;
     st.timeouts = timeouts_;
+    st.peak_in_use = peak_in_use_;
+    st.waits = waits_;
+    st.wait_time = std::chrono::duration_cast<std::chrono::nanoseconds>(wait_time_);
+    st.expired = expired_;
+    st.leaks = leaks_;
     return st;
   }
 
@@ -518,13 +748,14 @@ class pool_core {
   }
 
   [[noreturn]] static void throw_limit_exceeded(bool connection_errors, std::size_t limit,
-                                                std::chrono::nanoseconds waited, bool timed) {
+                                                std::chrono::nanoseconds waited, bool timed,
+                                                const limit_details& details = {}) {
     if (connection_errors) {
-      if (timed) throw connection_acquire_timeout(limit, waited);
-      throw connection_limit_exceeded(limit, waited);
+      if (timed) throw connection_acquire_timeout(limit, waited, details);
+      throw connection_limit_exceeded(limit, waited, details);
     }
-    if (timed) throw acquire_timeout(limit, waited);
-    throw limit_exceeded(limit, waited);
+    if (timed) throw acquire_timeout(limit, waited, details);
+    throw limit_exceeded(limit, waited, details);
   }
 
   // After fork(), the child starts this pool afresh: whatever the parent had
@@ -599,6 +830,7 @@ class pool_core {
   // Back from a lease (or a failed prepare): to the longest waiter, to the
   // idle stack, or closed if the pool is closed or over its limit.
   void release(slot<T>* s) noexcept {
+    if (timed_.load(std::memory_order_relaxed)) return release_timed(s);
     bool close_it = false;
     bool delete_it = false;
     bool delete_self = false;
@@ -639,6 +871,184 @@ class pool_core {
     if (delete_self) delete this;
   }
 
+  // release() with policies on (kept out of line: off, release() is what it
+  // was). One clock read before the lock; the resource itself may be retired
+  // (max_lifetime), the coldest idle one closed if expired, a leak and the
+  // use time reported (outside the lock).
+  [[gnu::noinline]] void release_timed(slot<T>* s) noexcept {
+    bool close_it = false;
+    bool delete_it = false;
+    bool delete_self = false;
+    const bool timed = true;  // (set_policy() may switch them off meanwhile: the zero policy does nothing)
+    const clock::time_point t = now();
+    return_note note;
+    slot<T>* cold = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      --in_use_;
+      if (timed) note_return_locked(s, t, note);
+      if (s->dead) {
+        if (s->closing) {
+          s->released = true;  // force_close_all() deletes it when done closing
+        } else {
+          unlink_slot(s);
+          delete_it = true;
+        }
+        grant_capacity_locked();
+      } else if (shut_ || (limit_ != 0 && total_locked() >= limit_) ||  // this slot is no longer in in_use_
+                 (timed && lifetime_over_locked(s, t))) {
+        ++closed_;
+        if (!shut_ && !(limit_ != 0 && total_locked() >= limit_)) ++expired_;
+        unlink_slot(s);
+        close_it = true;
+        grant_capacity_locked();
+      } else if (waiters_head_ != nullptr) {
+        waiter<T>* w = waiters_head_;
+        unlink_waiter(w);
+        ++in_use_;
+        if (timed) {
+          s->last_used = t;
+          handout_locked(s, t, w->where);
+        }
+        w->granted = s;
+        w->state = wait_state::granted_slot;
+        w->notify();
+      } else {
+        if (timed) s->last_used = t;
+        idle_.push_back(s);
+      }
+      if (timed && !shut_) cold = take_cold_locked(t);
+      if (close_it) ++sync_refs_;  // the close hook is a member: keep the core until it returns
+      if (cold) ++sync_refs_;
+      delete_self = should_delete_locked();
+    }
+    if (timed) deliver(note);
+    if (close_it) {
+      close_quietly(s->value);
+      delete_self = drop_ref_after_close();
+    }
+    if (cold) {
+      close_quietly(cold->value);
+      delete cold;
+      delete_self = drop_ref_after_close();
+    }
+    if (close_it || delete_it) delete s;
+    if (delete_self) delete this;
+  }
+
+  // ----- policies ------------------------------------------------------------
+
+  // Outside the lock, by the acquirer that owns `s`: true if it must be
+  // closed instead of handed out — expired (`retire` set), or failing
+  // validate. The flags handout_locked() set (policies on) are cleared for
+  // the next hand-out.
+  bool must_replace(slot<T>* s, bool& retire) noexcept {
+    if (!s->retire && !s->skip_validate) return hooks_.validate && !validate(s);
+    retire = std::exchange(s->retire, false);
+    const bool skip = std::exchange(s->skip_validate, false);
+    return retire || (!skip && hooks_.validate && !validate(s));
+  }
+
+  // What a lease's return found (reported outside the lock by deliver()).
+  struct return_note {
+    PoolObserver* observer = nullptr;
+    std::chrono::nanoseconds held{0};
+    bool leak = false;
+    LeakInfo info;
+    std::function<void(const LeakInfo&)> on_leak;  // copied only when a leak is reported
+  };
+
+  // Under the lock, policies on: `s` comes back at `t`.
+  void note_return_locked(slot<T>* s, clock::time_point t, return_note& note) {
+    if (s->acquired_at == clock::time_point{}) return;  // handed out while the policies were off
+    const auto held = t - s->acquired_at;
+    note.observer = observer_.load(std::memory_order_relaxed);
+    note.held = held;
+    if (policy_.leak_threshold.count() > 0 && !s->leak_reported && held > policy_.leak_threshold) {
+      ++leaks_;
+      note.leak = true;
+      note.info.held = held;
+      note.info.released = true;
+#if RESPOOL_HAS_SOURCE_LOCATION
+      note.info.where = s->where;
+#endif
+      note.on_leak = policy_.on_leak;
+    }
+    s->acquired_at = clock::time_point{};
+    s->leak_reported = false;
+  }
+
+  static void deliver(return_note& note) noexcept {
+    if (note.observer) note.observer->on_use(note.held);
+    if (note.leak && note.on_leak) {
+      try {
+        note.on_leak(note.info);
+      } catch (...) {
+        // A leak callback must not throw; a release cannot report it.
+      }
+    }
+  }
+
+  // Under the lock, policies on: `s` is handed out at `t` to `where`.
+  [[gnu::noinline]] void handout_locked(slot<T>* s, clock::time_point t, const acquire_site& where) noexcept {
+    s->retire = expired_locked(s, t);
+    s->skip_validate = policy_.validation_bypass.count() > 0 && t - s->last_used < policy_.validation_bypass;
+    s->acquired_at = t;
+    s->leak_reported = false;
+    s->where = where;
+  }
+
+  bool expired_locked(const slot<T>* s, clock::time_point t) const noexcept {
+    if (policy_.idle_timeout.count() > 0 && t - s->last_used > policy_.idle_timeout) return true;
+    return lifetime_over_locked(s, t);
+  }
+
+  // Older than its max_lifetime (shortened by its share of the jitter).
+  bool lifetime_over_locked(const slot<T>* s, clock::time_point t) const noexcept {
+    if (policy_.max_lifetime.count() <= 0) return false;
+    const double jitter = std::min(std::max(policy_.lifetime_jitter, 0.0), 1.0) * (s->jitter / 4294967296.0);
+    const auto cut = std::chrono::duration_cast<clock::duration>(std::chrono::duration<double, clock::period>(
+        static_cast<double>(policy_.max_lifetime.count()) * jitter));
+    return t - s->created_at >= policy_.max_lifetime - cut;
+  }
+
+  // The coldest idle resource (the bottom of the LIFO stack), taken out if expired.
+  slot<T>* take_cold_locked(clock::time_point t) {
+    if (idle_.empty() || !expired_locked(idle_.front(), t)) return nullptr;
+    slot<T>* c = idle_.front();
+    idle_.erase(idle_.begin());
+    unlink_slot(c);
+    ++closed_;
+    ++expired_;
+    grant_capacity_locked();
+    return c;
+  }
+
+  static std::uint32_t jitter_for(const void* p, clock::time_point t) noexcept {
+    std::uint64_t x = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(p)) ^
+                      static_cast<std::uint64_t>(t.time_since_epoch().count());
+    x += 0x9E3779B97F4A7C15ull;  // splitmix64
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return static_cast<std::uint32_t>((x ^ (x >> 31)) >> 32);
+  }
+
+  // Out of line: only the policies' paths (and the slow ones) read the clock.
+  [[gnu::noinline]] clock::time_point now() const { return hooks_.clock ? hooks_.clock() : clock::now(); }
+
+  void note_peak_locked() noexcept {
+    if (in_use_ > peak_in_use_) peak_in_use_ = in_use_;
+  }
+
+  limit_details details_locked() const {
+    limit_details d;
+    d.pool = name_;
+    d.in_use = in_use_;
+    d.waiting = waiting_;
+    d.known = true;
+    return d;
+  }
+
   // After a close hook run outside the lock under a reference (sync_refs_):
   // drop it; true if the core must now be deleted (by the caller, unlocked).
   bool drop_ref_after_close() noexcept {
@@ -665,6 +1075,7 @@ class pool_core {
       waiter<T>* w = waiters_head_;
       unlink_waiter(w);
       ++in_use_;
+      note_peak_locked();
       w->state = wait_state::granted_create;
       w->notify();
     }
@@ -700,6 +1111,7 @@ class pool_core {
       waiters_head_ = w;
     waiters_tail_ = w;
     ++waiting_;
+    w->queued_at = now();  // the slow path only: stats().wait_time
   }
   void unlink_waiter(waiter<T>* w) noexcept {
     if (w->prev)
@@ -712,6 +1124,8 @@ class pool_core {
       waiters_tail_ = w->prev;
     w->prev = w->next = nullptr;
     --waiting_;
+    ++waits_;
+    wait_time_ += now() - w->queued_at;
   }
   // Every live slot (idle, leased or being validated) is in one list, linked
   // when created and unlinked when deleted, so that acquire and release
@@ -743,6 +1157,16 @@ class pool_core {
   std::size_t created_ = 0;
   std::size_t closed_ = 0;
   std::size_t timeouts_ = 0;
+  std::size_t peak_in_use_ = 0;
+  std::size_t waits_ = 0;
+  clock::duration wait_time_{0};
+  std::size_t expired_ = 0;
+  std::size_t leaks_ = 0;
+  PoolPolicy policy_;               // under mutex_
+  std::string name_;                // under mutex_
+  std::any executor_;               // under mutex_
+  std::atomic<bool> timed_{false};  // a policy needs the clock (written under mutex_)
+  std::atomic<PoolObserver*> observer_{nullptr};
   std::size_t async_refs_ = 0;
   std::size_t sync_refs_ = 0;  // threads asleep in wait_locked() or running a close hook after a release
   bool shut_ = false;          // close() was called
