@@ -58,6 +58,13 @@ class Resource {
     // boost::asio::any_io_executor, most simply made by
     // respool::pool_executor(io.get_executor()) (respool/async.hpp). Empty = none.
     std::any executor{};
+    // Fairness (DESIGN.md): while the longest waiter has waited less than
+    // this, a running thread may take a just-released resource ahead of it
+    // (Go's sync.Mutex rule: far fewer context switches when threads
+    // outnumber resources); past it a released resource goes straight to
+    // the longest waiter. Zero = always straight to the longest waiter
+    // (strict first come, first served).
+    std::chrono::nanoseconds starvation_threshold = std::chrono::milliseconds(1);
   };
 
   // Throws std::invalid_argument without a factory; propagates a preload factory's exception.
@@ -197,6 +204,7 @@ class Resource {
     // transport's close bound), so force_close_all/resize/reset close them in parallel.
     hooks.parallel_close = connection_errors;
     hooks.clock = std::move(o.clock);
+    hooks.starvation_threshold = o.starvation_threshold;
     auto* core = new detail::pool_core<T>(o.limit, std::move(hooks));
     core->set_name(std::move(o.name));
     core->set_policy(std::move(o.policy));

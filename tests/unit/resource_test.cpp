@@ -594,7 +594,9 @@ TEST_CASE("Resource: waiters are served strictly first come, first served", "[re
 
 TEST_CASE("Resource: a released resource goes to the longest waiter, not to a newcomer", "[resource][fifo]") {
   Tracker t;
-  Resource<int> pool(t.options(1));
+  auto options = t.options(1);
+  options.starvation_threshold = std::chrono::nanoseconds(0);  // strict hand-off (barging: fairness_test)
+  Resource<int> pool(options);
   auto held = pool.acquire();
   std::promise<void> may_finish;
   auto waiter = std::async(std::launch::async, [&] {

@@ -87,6 +87,12 @@ struct waiter {
   slot<T>* granted = nullptr;
   std::chrono::steady_clock::time_point queued_at{};  // the pool's clock
   acquire_site where{};
+  // Sync waiters only (barging, see pool_core::release): parked_at is when
+  // it went to sleep (steady_clock); woken: told to come and take an idle
+  // resource, not yet back.
+  bool sync = false;
+  bool woken = false;
+  std::chrono::steady_clock::time_point parked_at{};
   virtual void notify() = 0;
 
  protected:
@@ -95,6 +101,7 @@ struct waiter {
 
 template <class T>
 struct sync_waiter final : waiter<T> {
+  sync_waiter() noexcept { this->sync = true; }
   std::condition_variable cv;
   // Under the lock: the waiting thread cannot return (and destroy cv) before we are done.
   void notify() override { cv.notify_one(); }
@@ -124,6 +131,11 @@ struct pool_hooks {
   // The policies' clock (tests inject one); empty = steady_clock::now. Called
   // under the pool lock too: it must be cheap and never touch the pool.
   std::function<std::chrono::steady_clock::time_point()> clock;
+  // Go's sync.Mutex rule: while the longest sync waiter has waited less than
+  // this, a running acquirer may take a just-released resource ahead of it
+  // (no context switch per hand-off); past it, and always with zero, a
+  // released resource goes straight to the longest waiter (strict FIFO).
+  std::chrono::nanoseconds starvation_threshold = std::chrono::milliseconds(1);
 };
 
 // What an acquire attempt got while holding the lock.
@@ -206,17 +218,20 @@ class pool_core {
                                          clock::time_point start, bool& create, const acquire_site& where) {
     sync_waiter<T> w;
     w.where = where;
+    if (hooks_.starvation_threshold.count() > 0) w.parked_at = clock::now();
     link_waiter(&w);
     // A sleeping thread is a reference to the core: a Resource destroyed
     // meanwhile wakes it with pool_closed, and the core lives until it has
     // let go of the mutex (the last one out deletes it).
     ++sync_refs_;
     while (w.state == wait_state::waiting) {
+      if (w.woken && take_woken_locked(&w)) break;  // barging mode: it was told to come
       if (deadline == clock::time_point::max()) {
         w.cv.wait(lock);
       } else if (w.cv.wait_until(lock, deadline) == std::cv_status::timeout &&
-                 w.state == wait_state::waiting) {
+                 w.state == wait_state::waiting && !(w.woken && take_woken_locked(&w))) {
         unlink_waiter(&w);
+        wake_for_idle_locked();  // it may have been the one told to take an idle resource
         w.state = wait_state::timed_out;
         ++timeouts_;
         --sync_refs_;
@@ -257,22 +272,26 @@ class pool_core {
   }
 
   // Under the lock: take an idle resource, reserve a slot to create one, or
-  // (if `w` is given) queue `w`. Newcomers never overtake queued waiters.
+  // (if `w` is given) queue `w`. Newcomers never overtake queued waiters,
+  // except by taking an idle resource in barging mode (see release()).
   // With policies on, `t0` gets the pool clock's now (the acquire's start).
   acquire_result start_acquire_locked(waiter<T>* w, slot<T>*& out, const acquire_site& where,
                                       clock::time_point& t0) {
     if (shut_) return acquire_result::closed;
     const bool timed = timed_.load(std::memory_order_relaxed);
     if (timed) t0 = now();
+    // An idle resource with waiters queued exists only in barging mode (a
+    // release woke a waiter instead of handing it over): a running acquirer
+    // may take it while the longest waiter is not starving.
+    if (!idle_.empty() && (waiters_head_ == nullptr || may_barge_locked())) {
+      out = idle_.back();
+      idle_.pop_back();
+      ++in_use_;
+      note_peak_locked();
+      if (timed) handout_locked(out, t0, where);
+      return acquire_result::slot;
+    }
     if (waiters_head_ == nullptr) {
-      if (!idle_.empty()) {
-        out = idle_.back();
-        idle_.pop_back();
-        ++in_use_;
-        note_peak_locked();
-        if (timed) handout_locked(out, t0, where);
-        return acquire_result::slot;
-      }
       if (limit_ == 0 || total_locked() < limit_) {
         ++in_use_;
         note_peak_locked();
@@ -850,13 +869,21 @@ class pool_core {
         unlink_slot(s);
         close_it = true;
         grant_capacity_locked();
-      } else if (waiters_head_ != nullptr) {
+      } else if (waiters_head_ != nullptr && !(waiters_head_->sync && may_barge_locked())) {
+        // Strict hand-off to the longest waiter (see release_timed()).
         waiter<T>* w = waiters_head_;
         unlink_waiter(w);
+        if (starving_ && (waiters_head_ == nullptr || !w->sync ||
+                          clock::now() - w->parked_at < hooks_.starvation_threshold))
+          starving_ = false;
         ++in_use_;
         w->granted = s;
         w->state = wait_state::granted_slot;
         w->notify();
+      } else if (waiters_head_ != nullptr) {
+        // Barging mode (see release_timed()).
+        idle_.push_back(s);
+        wake_for_idle_locked();
       } else {
         idle_.push_back(s);
       }
@@ -902,9 +929,15 @@ class pool_core {
         unlink_slot(s);
         close_it = true;
         grant_capacity_locked();
-      } else if (waiters_head_ != nullptr) {
+      } else if (waiters_head_ != nullptr && !(waiters_head_->sync && may_barge_locked())) {
+        // Strict hand-off to the longest waiter: an async one (its handler
+        // is posted: no thread to wake), a starving one, or threshold zero.
         waiter<T>* w = waiters_head_;
         unlink_waiter(w);
+        // Starvation mode lasts while the waiters served have waited long.
+        if (starving_ && (waiters_head_ == nullptr || !w->sync ||
+                          clock::now() - w->parked_at < hooks_.starvation_threshold))
+          starving_ = false;
         ++in_use_;
         if (timed) {
           s->last_used = t;
@@ -913,6 +946,16 @@ class pool_core {
         w->granted = s;
         w->state = wait_state::granted_slot;
         w->notify();
+      } else if (waiters_head_ != nullptr) {
+        // Barging mode (Go's sync.Mutex): back to the idle stack, and wake
+        // the longest waiter to come and take it. A running acquirer (this
+        // thread, looping) may take it first: no context switch per
+        // hand-off. The woken waiter that finds nothing sleeps again at the
+        // head of the queue and, once it has waited past the threshold,
+        // turns on strict hand-off (starvation mode).
+        if (timed) s->last_used = t;
+        idle_.push_back(s);
+        wake_for_idle_locked();
       } else {
         if (timed) s->last_used = t;
         idle_.push_back(s);
@@ -1069,6 +1112,67 @@ class pool_core {
     if (delete_self) delete this;
   }
 
+  // Barging is allowed: a threshold is set and no waiter is starving. (The
+  // longest waiter past the threshold counts as starving already, so that a
+  // stream of newcomers cannot keep it asleep until it wakes to notice.)
+  bool may_barge_locked() noexcept {
+    if (hooks_.starvation_threshold.count() <= 0 || starving_) return false;
+    const waiter<T>* head = waiters_head_;
+    if (head == nullptr || !head->sync) return true;
+    if (clock::now() - head->parked_at < hooks_.starvation_threshold) return true;
+    starving_ = true;
+    return false;
+  }
+
+  // Barging mode: make sure every idle resource has a waiter coming for it
+  // (woken, oldest first), so that none sits idle while waiters sleep.
+  // Async waiters are handed one directly (no thread to wake).
+  void wake_for_idle_locked() {
+    waiter<T>* w = waiters_head_;
+    while (w != nullptr && woken_ < idle_.size()) {
+      waiter<T>* next = w->next;
+      if (!w->sync) {
+        slot<T>* s = idle_.back();
+        idle_.pop_back();
+        unlink_waiter(w);
+        ++in_use_;
+        note_peak_locked();
+        if (timed_.load(std::memory_order_relaxed)) handout_locked(s, now(), w->where);
+        w->granted = s;
+        w->state = wait_state::granted_slot;
+        w->notify();
+      } else if (!w->woken) {
+        w->woken = true;
+        ++woken_;
+        w->notify();
+      }
+      w = next;
+    }
+  }
+
+  // A woken sync waiter is back (under the lock): take an idle resource if
+  // one is left (true: `w` is served and unlinked); else sleep again at its
+  // place, turning on starvation mode if it has waited past the threshold.
+  bool take_woken_locked(waiter<T>* w) {
+    w->woken = false;
+    --woken_;
+    if (idle_.empty()) {
+      if (clock::now() - w->parked_at >= hooks_.starvation_threshold) starving_ = true;
+      return false;
+    }
+    slot<T>* s = idle_.back();
+    idle_.pop_back();
+    unlink_waiter(w);
+    ++in_use_;
+    note_peak_locked();
+    if (timed_.load(std::memory_order_relaxed)) handout_locked(s, now(), w->where);
+    w->granted = s;
+    w->state = wait_state::granted_slot;
+    if (waiters_head_ == nullptr) starving_ = false;
+    wake_for_idle_locked();  // more idle ones than woken waiters? (a release raced)
+    return true;
+  }
+
   // Hand free capacity (room under the limit) to queued waiters, oldest first.
   void grant_capacity_locked() {
     while (waiters_head_ != nullptr && !shut_ && (limit_ == 0 || total_locked() < limit_)) {
@@ -1123,6 +1227,11 @@ class pool_core {
     else
       waiters_tail_ = w->prev;
     w->prev = w->next = nullptr;
+    if (w->woken) {
+      w->woken = false;
+      --woken_;
+    }
+    if (waiters_head_ == nullptr) starving_ = false;
     --waiting_;
     ++waits_;
     wait_time_ += now() - w->queued_at;
@@ -1168,6 +1277,8 @@ class pool_core {
   std::atomic<bool> timed_{false};  // a policy needs the clock (written under mutex_)
   std::atomic<PoolObserver*> observer_{nullptr};
   std::size_t async_refs_ = 0;
+  std::size_t woken_ = 0;      // sync waiters woken to take an idle resource, not yet back (barging)
+  bool starving_ = false;      // strict hand-off until the waiters served stop starving
   std::size_t sync_refs_ = 0;  // threads asleep in wait_locked() or running a close hook after a release
   bool shut_ = false;          // close() was called
   bool owner_gone_ = false;
