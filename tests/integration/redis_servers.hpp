@@ -60,6 +60,19 @@ struct raw_redis {
     freeReplyObject(reply);
     return out;
   }
+  // The number of elements of an array reply (0 otherwise).
+  std::size_t count(const std::vector<std::string>& args) {
+    if (!ok()) return 0;
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lengths;
+    for (const auto& a : args) argv.push_back(a.data()), lengths.push_back(a.size());
+    auto* reply = static_cast<redisReply*>(
+        redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lengths.data()));
+    if (!reply) return 0;
+    const std::size_t n = reply->type == REDIS_REPLY_ARRAY ? reply->elements : 0;
+    freeReplyObject(reply);
+    return n;
+  }
   static std::string text(const redisReply* r) {
     if (r->type == REDIS_REPLY_INTEGER) return std::to_string(r->integer);
     if (r->type == REDIS_REPLY_ARRAY) {
@@ -105,7 +118,9 @@ void wait_until(Ready ready, std::chrono::seconds limit, const std::string& what
   const auto give_up = std::chrono::steady_clock::now() + limit;
   while (!ready()) {
     if (std::chrono::steady_clock::now() > give_up) FAIL("gave up waiting: " << what);
-    std::this_thread::yield();
+    // A pause between polls (not a synchronisation: the condition decides),
+    // so that polling other processes does not take a core from them.
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
 
@@ -128,7 +143,7 @@ inline std::string peer_script() {
   return "tests/integration/kombu_peer.py";
 }
 
-inline std::string quoted(const std::string& text) {
+inline std::string shell_arg(const std::string& text) {
   std::string out = "'";
   for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
@@ -153,8 +168,8 @@ inline std::pair<int, std::vector<std::string>> run(const std::string& command) 
 // kombu_peer.py consume: the messages kombu read (JSON objects).
 inline std::vector<nlohmann::json> kombu_consume(const std::string& url, const std::string& queue,
                                                  int count) {
-  auto [status, lines] = run(python() + " " + quoted(peer_script()) + " consume " + quoted(url) + " " +
-                             quoted(queue) + " --count " + std::to_string(count) + " --timeout 20");
+  auto [status, lines] = run(python() + " " + shell_arg(peer_script()) + " consume " + shell_arg(url) + " " +
+                             shell_arg(queue) + " --count " + std::to_string(count) + " --timeout 20");
   INFO("kombu_peer consume exited " << status);
   REQUIRE(status == 0);
   std::vector<nlohmann::json> out;
@@ -171,7 +186,7 @@ inline void kombu_publish(const std::string& url, const nlohmann::json& spec) {
   const std::string path = dir.path + "/spec.json";
   std::ofstream(path) << spec.dump();
   auto [status, lines] =
-      run(python() + " " + quoted(peer_script()) + " publish " + quoted(url) + " < " + path);
+      run(python() + " " + shell_arg(peer_script()) + " publish " + shell_arg(url) + " < " + path);
   INFO("kombu_peer publish exited " << status);
   REQUIRE(status == 0);
 }
