@@ -2,16 +2,26 @@
 // exactly what kombu 5.2.4's Redis transport stores, so that Python kombu
 // (and Celery) consumers and producers on the same Redis interoperate.
 //
-// Including this header registers "redis" and "rediss" with
-// transport::register_transport at static initialisation; link hiredis
-// (CMake target respool::redis). See docs/transports.md, "redis://".
+// Including this header registers "redis", "rediss", "redis+socket" and
+// "sentinel" with transport::register_transport at static initialisation;
+// link hiredis (CMake target respool::redis). See docs/transports.md,
+// "redis://", "redis+socket://" and "sentinel://".
+//
+//   redis+socket:///path/to/redis.sock[?virtual_host=DB]  a unix socket (kombu's spelling)
+//   sentinel://[:PASSWORD@]S1[:26379][/DB]?master_name=NAME[&sentinel_password=PW];sentinel://S2...
+//       asks the sentinels for the master (SENTINEL get-master-addr-by-name),
+//       checks ROLE, and reconnects there after a failover (a READONLY
+//       reply closes the connection: connection_lost).
+//   wait_replicas=N (any of them): every stored publish waits (WAIT) until N
+//       replicas have it, or throws channel_error.
 //
 // URL: redis://[user[:password]@]host[:port][/db][?connect_timeout=s&socket_timeout=s]
 //   * password (and user, Redis 6 ACL) -> AUTH, db -> SELECT; then PING.
 //   * Timeouts (seconds, fractions allowed; the table of every timeout is in
 //     docs/transports.md):
-//       connect_timeout (default 5; 0 = the OS's limit) bounds connect() as a
-//         whole: the TCP connect and the AUTH/SELECT/PING handshake.
+//       connect_timeout (default 5; 0 = the OS's limit for the TCP connect,
+//         the handshake then bounded by socket_timeout or 5 s) bounds
+//         connect() as a whole: the TCP connect and the AUTH/SELECT/PING handshake.
 //         `socket_connect_timeout` (kombu's transport option name) is an alias.
 //       socket_timeout (default 5, redis::options::default_socket_timeout;
 //         0 = none) bounds every read and write on the socket (a server that
