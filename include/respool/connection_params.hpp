@@ -63,9 +63,10 @@
 //   alternates(), in order. An entry without "scheme://" (`amqp://a;b:5673`)
 //   takes the primary's transport, as kombu's Connection.switch() does. An
 //   alternate whose transport is the primary's inherits what it leaves out,
-//   as switch() does: the user and password (no '@'), the virtual host /
-//   database (no path), each option it does not give, and — only when
-//   written without a scheme — the port.
+//   as switch() does: the virtual host / database (no path) and each option
+//   it does not give; when written without a scheme also the user and
+//   password (no '@') and the port; sentinel:// alternates (more sentinels
+//   of the same master) also the user and password.
 // * Leading and trailing whitespace around each entry is ignored (as urllib
 //   does); other control characters, a '#' (fragment), an unbalanced '[' or
 //   ']', and URLs longer than max_url_length bytes are rejected.
@@ -752,8 +753,9 @@ class ConnectionParams {
       out += percent_encode(userid_);
       if (!password_.empty()) out += include_password ? ":" + percent_encode(password_) : std::string(":**");
       out += '@';
-    } else if (same && (!primary->userid_.empty() || !primary->password_.empty())) {
-      out += '@';  // none, rather than the primary's
+    } else if (same && transport_ == "sentinel" &&
+               (!primary->userid_.empty() || !primary->password_.empty())) {
+      out += '@';  // none, rather than the primary's (which a sentinel alternate would inherit)
     }
     options_type shown = options_;
     if (is_socket()) {
@@ -928,9 +930,13 @@ class ConnectionParams {
         if (option.name == "virtual_host") vhost_pos = option.position;
     }
 
-    // kombu's switch(): an alternate of the primary's transport inherits what it leaves out.
+    // kombu's switch(): an alternate of the primary's transport inherits what
+    // it leaves out; the user and password only when written without a
+    // scheme (a URL's missing user info means the default, as in kombu) or
+    // for sentinel:// (more sentinels of the same master).
     if (primary != nullptr && primary->transport_ == params.transport_) {
-      if (!has_userinfo) params.userid_ = primary->userid_, params.password_ = primary->password_;
+      if (!has_userinfo && (schemeless || params.transport_ == "sentinel"))
+        params.userid_ = primary->userid_, params.password_ = primary->password_;
       if (!has_path) params.virtual_host_ = primary->virtual_host_;
       if (schemeless && !has_port) params.port_ = primary->port_;
       for (const auto& [name, value] : primary->options_) params.options_.emplace(name, value);

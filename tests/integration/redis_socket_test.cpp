@@ -90,7 +90,7 @@ TEST_CASE("redis+socket: publish and get over a unix socket, database from ?virt
   CHECK_FALSE(channel.get("socket-q", true));
 }
 
-TEST_CASE("redis+socket: AUTH with the URL's password; errors never show it", "[redis][socket]") {
+TEST_CASE("redis+socket: AUTH with the URL's password, errors never show it", "[redis][socket]") {
   socket_redis redis("s3cret-pw");
   Connection good("redis+socket://:s3cret-pw@" + redis.socket);
   good.connect();

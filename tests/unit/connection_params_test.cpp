@@ -806,7 +806,7 @@ TEST_CASE("class 1: every option a scheme knows is accepted and canonicalised",
   CHECK(parse(p.as_uri(true)) == p);
 }
 
-TEST_CASE("class 2: ?ssl=1 (and any ssl_* option) is TLS, default port 5671; ssl=0 is refused",
+TEST_CASE("class 2: ?ssl=1 (and any ssl_* option) is TLS, default port 5671, ssl=0 is refused",
           "[connection_params][tls]") {
   // kombu 5.2.4: Connection("amqp://h?ssl=1") -> ssl on, port 5671; so is ssl=0 (any value).
   auto [url, transport, port] = GENERATE(table<std::string, std::string, int>({
@@ -889,23 +889,27 @@ TEST_CASE("class 5: failover entries without a scheme, and what alternates inher
   // kombu 5.2.4, Connection(url).maybe_switch_next().info(): a scheme-less
   // entry inherits everything but the host (the port too); a URL entry
   // inherits the virtual host, the options and (a kombu quirk respool does
-  // not copy) the port, but not the user and password.
+  // not copy) the port, but not the user and password (sentinel:// entries
+  // do in respool: they are more sentinels of the same master).
   auto [url, want] = GENERATE(table<std::string, expected>({
       {"amqp://broker.example.com;broker2.example.com",
        {"amqp", "guest", "guest", "broker2.example.com", 5672, "/", {}}},
       {"amqp://u:p@a:5673/vh?heartbeat=5;b", {"amqp", "u", "p", "b", 5673, "vh", {{"heartbeat", "5"}}}},
       {"amqp://u:p@a:5673/vh?heartbeat=5;b:5674", {"amqp", "u", "p", "b", 5674, "vh", {{"heartbeat", "5"}}}},
       {"amqp://u:p@a:5673/vh?heartbeat=5;amqp://b",
-       {"amqp", "u", "p", "b", 5672, "vh", {{"heartbeat", "5"}}}},
+       {"amqp", "guest", "guest", "b", 5672, "vh", {{"heartbeat", "5"}}}},
       {"amqp://u:p@a/vh?heartbeat=5;amqp://x:y@b/other?heartbeat=7",
        {"amqp", "x", "y", "b", 5672, "other", {{"heartbeat", "7"}}}},
-      {"amqp://u:p@a/vh?heartbeat=5;amqp://b//", {"amqp", "u", "p", "b", 5672, "/", {{"heartbeat", "5"}}}},
+      {"amqp://u:p@a/vh?heartbeat=5;amqp://b//",
+       {"amqp", "guest", "guest", "b", 5672, "/", {{"heartbeat", "5"}}}},
       {"amqp://u:p@a/vh?heartbeat=5;redis://b", {"redis", "", "", "b", 6379, "0", {}}},
       {"amqp://u:p@a/vh?heartbeat=5;amqps://b", {"amqps", "guest", "guest", "b", 5671, "/", {}}},
       {"amqp://a?ssl=1;b", {"amqps", "guest", "guest", "b", 5671, "/", {}}},
       {"redis://:pw@a/3;b", {"redis", "", "pw", "b", 6379, "3", {}}},
-      {"redis://:pw@a/3;redis://b", {"redis", "", "pw", "b", 6379, "3", {}}},
-      {"redis://:pw@a/3;redis://@b/4", {"redis", "", "", "b", 6379, "4", {}}},
+      {"redis://:pw@a/3;redis://b", {"redis", "", "", "b", 6379, "3", {}}},
+      {"redis://:pw@a/3;@b/4", {"redis", "", "", "b", 6379, "4", {}}},
+      {"sentinel://:pw@s1?master_name=m;sentinel://@s2",
+       {"sentinel", "", "", "s2", 26379, "0", {{"master_name", "m"}}}},
       {"redis://u:pw@a/3;:other@b", {"redis", "", "other", "b", 6379, "3", {}}},
       {"sentinel://:pw@s1/2?master_name=m;sentinel://s2:26380",
        {"sentinel", "", "pw", "s2", 26380, "2", {{"master_name", "m"}}}},
