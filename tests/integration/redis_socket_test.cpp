@@ -1,4 +1,3 @@
-// respool-test: concurrency
 // redis+socket:// (kombu's spelling of Redis over a unix socket) against a
 // real redis-server this test starts, listening on a socket only (--port 0):
 // publish/get with the database from ?virtual_host=, AUTH, errors, Python
