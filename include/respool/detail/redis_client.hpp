@@ -122,30 +122,33 @@ class client {
   // connect (nullopt: the OS default); `io_timeout` bounds every later read
   // and write (nullopt: none). TCP keepalive is enabled. `uri` (sanitised)
   // names the server in error messages. Throws error(connection_failed).
+  // A connect that times out says "connect_timeout".
   void open(const std::string& host, int port, std::optional<double> connect_timeout,
             std::optional<double> io_timeout, std::string uri) {
-    close();
-    uri_ = std::move(uri);
-    deadline_.reset();
-    interrupted_.store(false, std::memory_order_release);
+    begin_open(std::move(uri));
     redisContext* ctx = connect_timeout
                             ? redisConnectWithTimeout(host.c_str(), port, to_timeval(*connect_timeout))
                             : redisConnect(host.c_str(), port);
-    if (!ctx) throw error(errc::connection_failed, "cannot connect to " + uri_ + ": out of memory");
-    if (ctx->err) {
-      std::string reason = ctx->errstr;
-      redisFree(ctx);
-      throw error(errc::connection_failed, "cannot connect to " + uri_ + ": " + reason);
-    }
-    {
-      std::lock_guard<std::mutex> lock(close_mutex_);
-      ctx_ = ctx;
-      open_.store(true, std::memory_order_release);
-    }
-    // hiredis 0.14 applies the connect timeout to later I/O as well: replace it.
-    set_io_timeout(io_timeout);
+    end_open(ctx, connect_timeout, io_timeout);
     redisEnableKeepAlive(ctx_);
   }
+
+  // Opens a unix-domain socket connection to `path` (redis+socket://), with
+  // the same timeouts and errors as open().
+  void open_unix(const std::string& path, std::optional<double> connect_timeout,
+                 std::optional<double> io_timeout, std::string uri) {
+    begin_open(std::move(uri));
+    redisContext* ctx = connect_timeout
+                            ? redisConnectUnixWithTimeout(path.c_str(), to_timeval(*connect_timeout))
+                            : redisConnectUnix(path.c_str());
+    end_open(ctx, connect_timeout, io_timeout);
+  }
+
+  // With `on`, an error reply "READONLY ..." (the server was a master and is a
+  // replica now: a Sentinel failover) closes the connection and throws
+  // error(connection_lost), as redis-py's SentinelManagedConnection does, so
+  // that the next connect asks the sentinels for the new master.
+  void close_on_readonly(bool on) noexcept { close_on_readonly_ = on; }
 
   // Sets (or, with nullopt, removes) the read/write timeout of the socket:
   // the longest one read(2) or write(2) may wait without progress.
@@ -170,6 +173,7 @@ class client {
   void clear_deadline() {
     if (!deadline_) return;
     deadline_.reset();
+    deadline_binding_ = false;
     if (ctx_) apply_timeout(io_timeout_);
   }
 
@@ -217,6 +221,14 @@ class client {
       }
       replies.emplace_back(static_cast<redisReply*>(raw));
     }
+    if (close_on_readonly_)
+      for (const auto& reply : replies)
+        if (is_error(reply.get()) && text_of(reply.get()).compare(0, 8, "READONLY") == 0) {
+          close();
+          throw error(errc::connection_lost, "connection to " + uri_ +
+                                                 " closed: the server is a read-only replica now (READONLY: "
+                                                 "a failover); reconnect to reach the new master");
+        }
     return replies;
   }
 
@@ -261,6 +273,33 @@ class client {
   }
 
  private:
+  void begin_open(std::string uri) {
+    close();
+    uri_ = std::move(uri);
+    deadline_.reset();
+    interrupted_.store(false, std::memory_order_release);
+  }
+
+  void end_open(redisContext* ctx, std::optional<double> connect_timeout, std::optional<double> io_timeout) {
+    if (!ctx) throw error(errc::connection_failed, "cannot connect to " + uri_ + ": out of memory");
+    if (ctx->err) {
+      const int saved_errno = errno;
+      std::string reason = ctx->errstr;
+      redisFree(ctx);
+      if (connect_timeout && (saved_errno == ETIMEDOUT || saved_errno == EINPROGRESS ||
+                              saved_errno == EAGAIN || reason.find("timed out") != std::string::npos))
+        reason = "timed out (connect_timeout expired): " + reason;
+      throw error(errc::connection_failed, "cannot connect to " + uri_ + ": " + reason);
+    }
+    {
+      std::lock_guard<std::mutex> lock(close_mutex_);
+      ctx_ = ctx;
+      open_.store(true, std::memory_order_release);
+    }
+    // hiredis 0.14 applies the connect timeout to later I/O as well: replace it.
+    set_io_timeout(io_timeout);
+  }
+
   static std::string name_of(const command_args& args) {
     return args.empty() ? std::string() : std::string(args.front());
   }
@@ -310,6 +349,7 @@ class client {
       throw error(errc::connection_lost,
                   "connection to " + uri_ + " closed before " + command + ": " + deadline_name_ + " expired");
     }
+    deadline_binding_ = !io_timeout_ || left <= *io_timeout_;
     apply_timeout(io_timeout_ ? std::min(*io_timeout_, left) : left);
   }
 
@@ -327,8 +367,11 @@ class client {
     if (interrupted)
       why = "interrupted: the connection was closed from another thread";
     else if (timed_out)
-      why = deadline_ && clock::now() >= *deadline_ ? "timed out (" + deadline_name_ + " expired)"
-                                                    : std::string("timed out (socket_timeout)");
+      // The limit that was in force names the timeout (a socket timer may
+      // fire a little before the deadline it was set from).
+      why = deadline_ && (deadline_binding_ || clock::now() >= *deadline_)
+                ? "timed out (" + deadline_name_ + " expired)"
+                : std::string("timed out (socket_timeout)");
     close();
     throw error(errc::connection_lost, "connection to " + uri_ + " lost during " + command + ": " + why);
   }
@@ -339,6 +382,8 @@ class client {
   double timeout_ = 0;                         // the socket's timeout in force (seconds; 0: none)
   std::optional<clock::time_point> deadline_;  // set_deadline()
   std::string deadline_name_;
+  bool deadline_binding_ = false;  // the deadline, not io_timeout_, set the socket's timeout in force
+  bool close_on_readonly_ = false;
   std::mutex close_mutex_;  // guards ctx_ against interrupt() from another thread
   std::atomic<bool> open_{false};
   std::atomic<bool> interrupted_{false};  // interrupt() shut the socket down

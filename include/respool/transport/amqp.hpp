@@ -31,6 +31,9 @@
 //                       the connection closed and the operation throws
 //                       error(connection_lost).
 //   frame_max=N         largest frame to negotiate (default 131072)
+//   channel_max=N       most channels to negotiate (default 0: the broker's)
+//   ssl=1               TLS: ConnectionParams reads amqp://...?ssl=1 (or any
+//                       ssl_* option) as amqps:// (see connection_params.hpp)
 //   confirm_publish=0|1 publisher confirms (default 1): publish() waits for
 //                       the broker's ack, so a publish that returns is with
 //                       the broker (persistent messages: on its disk). 0 is
@@ -158,7 +161,8 @@ struct amqp_options {
       std::chrono::microseconds(default_write_timeout);  // none = no limit
   int heartbeat = 0;                                     // seconds; 0 = off
   int frame_max = AMQP_DEFAULT_FRAME_SIZE;
-  bool tls = false;  // amqps://
+  int channel_max = 0;  // negotiated at login; 0 = the broker's limit
+  bool tls = false;     // amqps:// (also amqp://?ssl=1, which ConnectionParams turns into amqps)
   std::string ssl_ca_certs, ssl_certfile, ssl_keyfile;
   bool ssl_verify = true;       // peer and hostname verification
   bool confirm_publish = true;  // wait for the broker's ack of every publish
@@ -177,6 +181,7 @@ struct amqp_options {
     }
     if (auto v = params.option("heartbeat")) o.heartbeat = integer(*v, "heartbeat", 0, 65535);
     if (auto v = params.option("frame_max")) o.frame_max = integer(*v, "frame_max", 4096, 0x7fffffff);
+    if (auto v = params.option("channel_max")) o.channel_max = integer(*v, "channel_max", 0, 65535);
     if (auto v = params.option("confirm_publish")) {
       if (*v == "1" || *v == "true" || *v == "True" || *v == "yes") {
         o.confirm_publish = true;
@@ -476,8 +481,8 @@ class session final : public std::enable_shared_from_this<session>, private watc
       entries[2].value.value.table = amqp_table_t{1, capabilities};
       amqp_table_t properties{3, entries};
       amqp_rpc_reply_t reply = amqp_login_with_properties(
-          state_, params.virtual_host().c_str(), 0, options_.frame_max, options_.heartbeat, &properties,
-          AMQP_SASL_METHOD_PLAIN, params.userid().c_str(), params.password().c_str());
+          state_, params.virtual_host().c_str(), options_.channel_max, options_.frame_max, options_.heartbeat,
+          &properties, AMQP_SASL_METHOD_PLAIN, params.userid().c_str(), params.password().c_str());
       if (reply.reply_type != AMQP_RESPONSE_NORMAL) login_failed(reply);
 
       // channel.open and confirm.select: what is left of connect_timeout.

@@ -2,16 +2,26 @@
 // exactly what kombu 5.2.4's Redis transport stores, so that Python kombu
 // (and Celery) consumers and producers on the same Redis interoperate.
 //
-// Including this header registers "redis" and "rediss" with
-// transport::register_transport at static initialisation; link hiredis
-// (CMake target respool::redis). See docs/transports.md, "redis://".
+// Including this header registers "redis", "rediss", "redis+socket" and
+// "sentinel" with transport::register_transport at static initialisation;
+// link hiredis (CMake target respool::redis). See docs/transports.md,
+// "redis://", "redis+socket://" and "sentinel://".
+//
+//   redis+socket:///path/to/redis.sock[?virtual_host=DB]  a unix socket (kombu's spelling)
+//   sentinel://[:PASSWORD@]S1[:26379][/DB]?master_name=NAME[&sentinel_password=PW];sentinel://S2...
+//       asks the sentinels for the master (SENTINEL get-master-addr-by-name),
+//       checks ROLE, and reconnects there after a failover (a READONLY
+//       reply closes the connection: connection_lost).
+//   wait_replicas=N (any of them): every stored publish waits (WAIT) until N
+//       replicas have it, or throws channel_error.
 //
 // URL: redis://[user[:password]@]host[:port][/db][?connect_timeout=s&socket_timeout=s]
 //   * password (and user, Redis 6 ACL) -> AUTH, db -> SELECT; then PING.
 //   * Timeouts (seconds, fractions allowed; the table of every timeout is in
 //     docs/transports.md):
-//       connect_timeout (default 5; 0 = the OS's limit) bounds connect() as a
-//         whole: the TCP connect and the AUTH/SELECT/PING handshake.
+//       connect_timeout (default 5; 0 = the OS's limit for the TCP connect,
+//         the handshake then bounded by socket_timeout or 5 s) bounds
+//         connect() as a whole: the TCP connect and the AUTH/SELECT/PING handshake.
 //         `socket_connect_timeout` (kombu's transport option name) is an alias.
 //       socket_timeout (default 5, redis::options::default_socket_timeout;
 //         0 = none) bounds every read and write on the socket (a server that
@@ -104,6 +114,16 @@ struct options {
   std::optional<double> socket_timeout;
   bool tls = false;  // rediss:// (not supported: connect() throws)
   std::string uri;   // sanitised (password masked), for messages
+  // redis+socket://: the unix socket's path (host and port unused).
+  std::string socket_path;
+  // sentinel://: the sentinels to ask, in order (the URL's sentinel entries),
+  // the master's name, the password of the sentinels (if any).
+  std::vector<std::pair<std::string, int>> sentinels;
+  std::string master_name;
+  std::string sentinel_password;
+  // wait_replicas=N: every publish is followed by WAIT N, and fails unless N
+  // replicas have it (0: no WAIT, the default).
+  int wait_replicas = 0;
 
   // The socket_timeout used when the URL gives none: a Redis command takes
   // milliseconds, so a server silent for this long is stalled (SIGSTOP, a
@@ -122,12 +142,28 @@ struct options {
   // for all of them): the io timeout, or default_socket_timeout if there is none.
   double close_timeout() const { return io_timeout().value_or(default_socket_timeout); }
 
-  // Reads params (transport "redis" or "rediss"). Throws error(invalid_url)
-  // for a bad timeout value or database number.
+  // The longest WAIT for the replicas of a publish: half the io timeout (so
+  // the reply comes before the socket times out), or half of
+  // default_socket_timeout when there is none.
+  double wait_timeout() const { return io_timeout().value_or(default_socket_timeout) / 2; }
+
+  // Reads params (transport "redis", "rediss", "redis+socket" or
+  // "sentinel"). Throws error(invalid_url) for a bad timeout value or
+  // database number.
   static options from(const ConnectionParams& params) {
     options o;
     o.uri = params.as_uri();
     o.tls = params.transport() == "rediss";
+    if (params.transport() == "redis+socket") o.socket_path = params.hostname();
+    if (params.transport() == "sentinel") {
+      o.sentinels.emplace_back(params.hostname(), params.port());
+      for (const auto& alternate : params.alternates())
+        if (alternate.transport() == "sentinel")
+          o.sentinels.emplace_back(alternate.hostname(), alternate.port());
+      o.master_name = params.option("master_name").value_or("");
+      o.sentinel_password = params.option("sentinel_password").value_or("");
+    }
+    if (auto v = params.option("wait_replicas")) o.wait_replicas = std::stoi(*v);
     o.host = params.hostname().empty() ? std::string("localhost") : params.hostname();
     if (o.host.size() >= 2 && o.host.front() == '[' && o.host.back() == ']')
       o.host = o.host.substr(1, o.host.size() - 2);
@@ -306,14 +342,34 @@ class redis_connection final : public connection_impl {
     respool::detail::ensure_atfork_registered();
     // Before the socket exists: a child forked from here on sees the session as inherited.
     s->owner.store(std::uint64_t{respool::detail::fork_generation()} + 1, std::memory_order_release);
-    c.open(options_.host, options_.port, options_.connect_timeout, options_.io_timeout(), options_.uri);
+    if (!options_.socket_path.empty()) {
+      c.open_unix(options_.socket_path, options_.connect_timeout, options_.io_timeout(), options_.uri);
+    } else if (!options_.sentinels.empty()) {
+      const auto master = ask_sentinels(start);
+      c.open(master.first, master.second, time_left(start), options_.io_timeout(),
+             options_.uri + " (master '" + options_.master_name + "' at " + master.first + ":" +
+                 std::to_string(master.second) + ")");
+      c.close_on_readonly(true);
+    } else {
+      c.open(options_.host, options_.port, options_.connect_timeout, options_.io_timeout(), options_.uri);
+    }
     try {
       // The handshake ends within connect_timeout of the start (each command
       // also within socket_timeout).
+      // connect_timeout=0 leaves the TCP connect to the OS, but the
+      // handshake is still bounded (a server that accepts and never answers
+      // must not hang connect()): by socket_timeout, or by
+      // default_socket_timeout when that is 0 too.
+      using duration = respool::detail::redis::client::clock::duration;
       if (options_.connect_timeout)
-        c.set_deadline(start + std::chrono::duration_cast<respool::detail::redis::client::clock::duration>(
+        c.set_deadline(start + std::chrono::duration_cast<duration>(
                                    std::chrono::duration<double>(*options_.connect_timeout)),
                        "connect_timeout");
+      else
+        c.set_deadline(respool::detail::redis::client::clock::now() +
+                           std::chrono::duration_cast<duration>(std::chrono::duration<double>(
+                               options_.io_timeout().value_or(redis::options::default_socket_timeout))),
+                       "the handshake's bound with connect_timeout=0: socket_timeout, or 5 s without one");
       handshake(c);
       c.clear_deadline();
     } catch (const error& e) {
@@ -481,6 +537,75 @@ class redis_connection final : public connection_impl {
     auto reply = c.command({"PING"});
     if (is_error(reply.get()))
       throw error(errc::connection_failed, "cannot connect to " + options_.uri + ": " + text_of(reply.get()));
+    if (!options_.sentinels.empty()) {  // the sentinels' answer may be stale: ask the server itself
+      auto role = c.command({"ROLE"});
+      const std::string what = role && role->type == REDIS_REPLY_ARRAY && role->elements > 0
+                                   ? text_of(role->element[0])
+                                   : text_of(role.get());
+      if (what != "master")
+        throw error(errc::connection_failed, "cannot connect to " + c.uri() +
+                                                 ": it is not the master (ROLE: " + what +
+                                                 "); the sentinels have not seen the failover yet");
+    }
+  }
+
+  // What is left of connect_timeout since `start` (nullopt: no limit);
+  // throws error(connection_failed) when nothing is left.
+  std::optional<double> time_left(respool::detail::redis::client::clock::time_point start) const {
+    if (!options_.connect_timeout) return std::nullopt;
+    const double left =
+        *options_.connect_timeout -
+        std::chrono::duration<double>(respool::detail::redis::client::clock::now() - start).count();
+    if (left <= 0)
+      throw error(errc::connection_failed,
+                  "cannot connect to " + options_.uri + ": timed out (connect_timeout expired)");
+    return left;
+  }
+
+  // Asks the sentinels, in order, for the address of the master (SENTINEL
+  // get-master-addr-by-name); the first that answers wins (redis-py's
+  // Sentinel.discover_master). Throws error(connection_failed) naming each
+  // sentinel's failure.
+  std::pair<std::string, int> ask_sentinels(respool::detail::redis::client::clock::time_point start) {
+    using respool::detail::redis::is_error;
+    using respool::detail::redis::text_of;
+    std::string failures;
+    for (const auto& [host, port] : options_.sentinels) {
+      const std::string name = "sentinel " + (host.find(':') != std::string::npos ? "[" + host + "]" : host) +
+                               ":" + std::to_string(port);
+      try {
+        respool::detail::redis::client sc;
+        sc.open(host, port, time_left(start), options_.io_timeout(), name);
+        if (options_.connect_timeout)
+          sc.set_deadline(start + std::chrono::duration_cast<respool::detail::redis::client::clock::duration>(
+                                      std::chrono::duration<double>(*options_.connect_timeout)),
+                          "connect_timeout");
+        if (!options_.sentinel_password.empty()) {
+          auto auth = sc.command({"AUTH", options_.sentinel_password});
+          if (is_error(auth.get()))
+            throw error(errc::connection_failed, "authentication failed: " + text_of(auth.get()));
+        }
+        auto reply = sc.command({"SENTINEL", "get-master-addr-by-name", options_.master_name});
+        if (is_error(reply.get())) throw error(errc::connection_failed, text_of(reply.get()));
+        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+            reply->element[0]->type == REDIS_REPLY_STRING && reply->element[1]->type == REDIS_REPLY_STRING) {
+          const std::string port_text = text_of(reply->element[1]);
+          char* end = nullptr;
+          const long master_port = std::strtol(port_text.c_str(), &end, 10);
+          if (end != port_text.c_str() + port_text.size() || master_port <= 0 || master_port > 65535)
+            throw error(errc::connection_failed, "bad port in its answer");
+          return {text_of(reply->element[0]), static_cast<int>(master_port)};
+        }
+        throw error(errc::connection_failed,
+                    "it does not know a master named '" + options_.master_name + "'");
+      } catch (const error& e) {
+        if (!failures.empty()) failures += "; ";
+        failures += name + ": " + e.what();
+      }
+    }
+    throw error(errc::connection_failed, "cannot connect to " + options_.uri +
+                                             ": no sentinel gave the address of master '" +
+                                             options_.master_name + "': " + failures);
   }
 
   // The live session, locked, or error(connection_lost).
@@ -554,7 +679,15 @@ class redis_connection final : public connection_impl {
         commands[i] = {"LPUSH", lists[i], payloads[i]};
       }
     }
+    // wait_replicas: a WAIT after the batch, in the same round trip (fanout
+    // stores nothing to wait for).
+    const int replicas = options().wait_replicas;
+    const bool wait = replicas > 0 && !fanout;
+    const auto wait_ms = wait ? static_cast<long>(std::ceil(options().wait_timeout() * 1000)) : 0L;
+    const std::string replicas_text = std::to_string(replicas), wait_ms_text = std::to_string(wait_ms);
+    if (wait) commands.push_back({"WAIT", replicas_text, wait_ms_text});
     auto replies = s.client.pipeline(commands);
+    bool retried = false;  // a message re-sent after the pipelined WAIT: wait again
     std::size_t failed = 0, first_failed = 0;
     for (std::size_t i = 0; i < count; ++i) {
       if (routed && replies[i]->type == REDIS_REPLY_ERROR &&
@@ -563,10 +696,29 @@ class redis_connection final : public connection_impl {
         eval[0] = "EVAL";
         eval[1] = kr::route_and_push_script;
         replies[i] = s.client.command(eval);
+        retried = true;
       }
       if (kr::is_error(replies[i].get()) && failed++ == 0) first_failed = i;
     }
-    if (failed == 0) return;
+    if (!fanout && !routed) what = "publish to '" + std::string(routing_key) + "'";
+    if (failed == 0) {
+      if (!wait) return;
+      if (retried) replies[count] = s.client.command({"WAIT", replicas_text, wait_ms_text});
+      bool stored = !routed;  // LPUSH always stores; the script says how many queues it pushed to
+      for (std::size_t i = 0; routed && i < count; ++i)
+        stored = stored || (replies[i]->type == REDIS_REPLY_INTEGER && replies[i]->integer > 0);
+      const redisReply* acked = replies[count].get();
+      check("WAIT", replies[count]);
+      if (stored && (acked->type != REDIS_REPLY_INTEGER || acked->integer < replicas))
+        throw error(errc::channel_error,
+                    "redis: " + what +
+                        (count > 1 ? " (" + std::to_string(count) + " messages)" : std::string()) +
+                        " not confirmed by " + replicas_text + " replica(s) within " + wait_ms_text +
+                        " ms (wait_replicas; WAIT answered " +
+                        std::to_string(acked->type == REDIS_REPLY_INTEGER ? acked->integer : -1) +
+                        "): the message is on the master, and lost if it fails before a replica has it");
+      return;
+    }
     if (!fanout && !routed) what = "LPUSH " + lists[first_failed];
     if (count > 1)
       what += " (" + std::to_string(failed) + " of " + std::to_string(count) +
@@ -819,11 +971,14 @@ namespace redis {
 inline std::unique_ptr<connection_impl> make_connection(const ConnectionParams& params) {
   return std::make_unique<redis_connection>(params);
 }
-// Registers "redis" and "rediss" (idempotent). Done at static initialisation
-// by including this header; call it to be sure from another static constructor.
+// Registers "redis", "rediss", "redis+socket" and "sentinel" (idempotent).
+// Done at static initialisation by including this header; call it to be sure
+// from another static constructor.
 inline bool ensure_registered() {
   static const bool done =
-      (register_transport("redis", &make_connection), register_transport("rediss", &make_connection), true);
+      (register_transport("redis", &make_connection), register_transport("rediss", &make_connection),
+       register_transport("redis+socket", &make_connection), register_transport("sentinel", &make_connection),
+       true);
   return done;
 }
 inline const bool registered = ensure_registered();
