@@ -1,7 +1,9 @@
 // Contended pools: more threads than resources. Each thread acquires, holds
 // the resource for `work` nanoseconds of busy work, releases, and goes again.
 // Side by side in one run, for L resources and T threads:
-//   Resource    respool::Resource<int> (strict FIFO hand-off to waiters)
+//   Resource    respool::Resource<int>: default starvation_threshold (1 ms):
+//               barging while no waiter starves, then hand-off
+//   ResourceStrictFifo  the same with starvation_threshold 0 (strict FIFO)
 //   Naive       std::mutex + condition_variable + deque (barging: a releasing
 //               thread may take the resource straight back)
 //   FairFifo    the simplest fair pool: a queue of waiters, each with its own
@@ -107,17 +109,22 @@ struct fair_fifo_pool {  // direct hand-off to the oldest waiter
   }
 };
 
-struct resource_pool {
+// Threshold: respool's default (1 ms, barging) or zero (strict FIFO hand-off).
+template <long ThresholdNs>
+struct basic_resource_pool {
   respool::Resource<int> pool;
   static respool::Resource<int>::Options options(int limit) {
     respool::Resource<int>::Options o;
     o.limit = static_cast<std::size_t>(limit);
     o.preload = static_cast<std::size_t>(limit);
     o.create = [] { return 42; };
+    o.starvation_threshold = std::chrono::nanoseconds(ThresholdNs);
     return o;
   }
-  explicit resource_pool(int limit) : pool(options(limit)) {}
+  explicit basic_resource_pool(int limit) : pool(options(limit)) {}
 };
+using resource_pool = basic_resource_pool<1000000>;
+using strict_resource_pool = basic_resource_pool<0>;
 
 struct poco_pool {
   Poco::ObjectPool<int> pool;
@@ -156,7 +163,8 @@ void teardown(const benchmark::State&) {
 }
 
 // One acquisition: acquire (timed), work, release.
-inline std::int64_t cycle(resource_pool& p, std::int64_t work) {
+template <long ThresholdNs>
+inline std::int64_t cycle(basic_resource_pool<ThresholdNs>& p, std::int64_t work) {
   const auto t0 = clock_type::now();
   respool::Lease<int> lease = p.pool.acquire();
   const auto waited = clock_type::now() - t0;
@@ -254,6 +262,7 @@ void configure(benchmark::internal::Benchmark* b) {
       ->Threads(16)
 
 RESPOOL_CONTENDED("Resource", resource_pool);
+RESPOOL_CONTENDED("ResourceStrictFifo", strict_resource_pool);
 RESPOOL_CONTENDED("Naive", naive_pool);
 RESPOOL_CONTENDED("FairFifo", fair_fifo_pool);
 RESPOOL_CONTENDED("Poco", poco_pool);
