@@ -43,6 +43,7 @@ class ConnectionPool : public Resource<Connection> {
     o.close = [](Connection& c) { c.close(); };
     // Never-connected connections are fine (they connect lazily); open ones must still be alive.
     o.validate = [](Connection& c) { return !c.connected() || c.alive(); };
+    o.name = params.as_uri();  // in limit_exceeded messages; the password masked
     return o;
   }
 

@@ -193,7 +193,9 @@ class ProducerPool : public Resource<Producer> {
  public:
   // Producers borrow from `connections`, which must outlive this pool.
   ProducerPool(ConnectionPool& connections, std::size_t limit)
-      : ProducerPool([&connections]() -> ConnectionPool& { return connections; }, limit) {}
+      : ProducerPool([&connections]() -> ConnectionPool& { return connections; }, limit) {
+    set_name("producers for " + connections.params().as_uri());  // password masked
+  }
 
   // Producers borrow from the pool `connections()` returns at each acquire
   // (pools::Producers uses pools::connections[params], so a reset or a fork

@@ -284,3 +284,24 @@ TEST_CASE("Producer::publish_many publishes a batch in order, or nothing if a bo
   CHECK_THROWS_AS(producer.publish_many(std::vector<nlohmann::json>{"a", 1}, options), respool::error);
   CHECK(channel.queue_size("news_domestic") == 0);  // not even "a"
 }
+
+TEST_CASE("ConnectionPool and ProducerPool built directly name themselves in exhausted errors, masked",
+          "[pools][errors]") {
+  ConnectionPool connections("memory://user:s3cret-pw@localhost/named", 1);
+  ProducerPool producers(connections, 1);
+  auto held = connections.acquire();
+  for (auto attempt : {0, 1}) {
+    try {
+      if (attempt == 0)
+        (void)connections.acquire(0s);
+      else
+        (void)producers.acquire(0s);
+      FAIL("acquired past the limit");
+    } catch (const respool::error& e) {
+      const std::string what = e.what();
+      INFO(what);
+      CHECK(what.find("memory://user:**@localhost") != std::string::npos);
+      CHECK(what.find("s3cret-pw") == std::string::npos);
+    }
+  }
+}
