@@ -42,6 +42,7 @@
 #include <any>
 #include <atomic>
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_allocator.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
@@ -51,6 +52,7 @@
 #include <boost/asio/error.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/recycling_allocator.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/system_executor.hpp>
 #include <boost/system/error_code.hpp>
@@ -234,6 +236,15 @@ class async_acquire_op final : public waiter<T>,
   std::chrono::steady_clock::time_point t0_{};  // the policies' start of the acquire (observer)
 };
 
+// The operation's memory: from the handler's associated allocator or, if it
+// has none, Asio's recycling allocator (on an io_context's thread a warm
+// acquire reuses the last operation's block: no heap allocation).
+template <class Op, class Handler, class... Args>
+std::shared_ptr<Op> make_op(const Handler& handler, Args&&... args) {
+  auto allocator = boost::asio::get_associated_allocator(handler, boost::asio::recycling_allocator<void>());
+  return std::allocate_shared<Op>(allocator, std::forward<Args>(args)...);
+}
+
 // True for a handler with no associated executor of its own.
 template <class Handler>
 inline constexpr bool has_no_executor_v =
@@ -268,8 +279,8 @@ struct async_acquire_initiation {
     with_pool_executor(
         std::forward<Handler>(handler), [this] { return core->executor(); },
         [&](auto&& h) {
-          auto op = std::make_shared<async_acquire_op<T, std::decay_t<decltype(h)>>>(
-              core, std::forward<decltype(h)>(h), run_prepare);
+          using op_type = async_acquire_op<T, std::decay_t<decltype(h)>>;
+          auto op = make_op<op_type>(h, core, std::forward<decltype(h)>(h), run_prepare);
           op->start(timeout);
         });
   }
@@ -403,8 +414,8 @@ struct producer_acquire_initiation {
     with_pool_executor(
         std::forward<Handler>(handler), [this] { return core->executor(); },
         [&](auto&& h) {
-          auto op = std::make_shared<producer_acquire_op<std::decay_t<decltype(h)>>>(
-              std::forward<decltype(h)>(h), connections);
+          using op_type = producer_acquire_op<std::decay_t<decltype(h)>>;
+          auto op = make_op<op_type>(h, std::forward<decltype(h)>(h), connections);
           op->start(*pool, timeout);
         });
   }

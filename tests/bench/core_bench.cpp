@@ -33,11 +33,14 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -363,6 +366,57 @@ void BM_AsyncAcquire(benchmark::State& state) {
     state.SkipWithError("an async_acquire failed");
 }
 
+// The baseline one writes by hand on Asio: a strand serialises acquire and
+// release, an idle vector and a deque of waiting handlers (std::function).
+// acquire posts to the strand, which calls the handler at once if a value
+// is idle; release posts to the strand. Same loop as BM_AsyncAcquire.
+struct strand_pool {
+  boost::asio::strand<boost::asio::io_context::executor_type> strand;
+  std::vector<int> idle{42};
+  std::deque<std::function<void(int)>> waiting;
+  explicit strand_pool(boost::asio::io_context& io) : strand(io.get_executor()) {}
+  template <class Handler>
+  void async_acquire(Handler handler) {
+    boost::asio::post(strand, [this, handler = std::move(handler)]() mutable {
+      if (idle.empty()) {
+        waiting.emplace_back(std::move(handler));
+        return;
+      }
+      const int value = idle.back();
+      idle.pop_back();
+      handler(value);
+    });
+  }
+  void release(int value) {
+    boost::asio::post(strand, [this, value] {
+      if (waiting.empty()) {
+        idle.push_back(value);
+        return;
+      }
+      auto handler = std::move(waiting.front());
+      waiting.pop_front();
+      handler(value);
+    });
+  }
+};
+
+void BM_AsyncAcquire_StrandBaseline(benchmark::State& state) {
+  boost::asio::io_context io;
+  auto work = boost::asio::make_work_guard(io);
+  strand_pool pool(io);
+  std::int64_t completed = 0;
+  for (auto _ : state) {
+    pool.async_acquire([&](int value) {
+      benchmark::DoNotOptimize(value);
+      pool.release(value);
+      ++completed;
+    });
+    io.poll();
+  }
+  if (completed != static_cast<std::int64_t>(state.iterations()))
+    state.SkipWithError("a strand acquire failed");
+}
+
 // The synchronous acquire on the same kind of pool (1 thread), for comparison.
 void BM_AsyncAcquire_SyncBaseline(benchmark::State& state) {
   auto pool = make_int_pool(1);
@@ -412,6 +466,7 @@ RESPOOL_THREADS(BENCHMARK(BM_Group_Bare_1000Keys)->Setup(group1000_setup)->Teard
 RESPOOL_THREADS(BENCHMARK(BM_Group_Lookup_1000Keys)->Setup(group1000_setup)->Teardown(group_teardown));
 BENCHMARK(BM_AsyncAcquire_SyncBaseline);
 BENCHMARK(BM_AsyncAcquire);
+BENCHMARK(BM_AsyncAcquire_StrandBaseline);
 
 }  // namespace
 

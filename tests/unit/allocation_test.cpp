@@ -1,6 +1,9 @@
 // respool-test: own-main
 // Allocation tests: once a pool is warm, an uncontended acquire/release pair
-// (acquire(), acquire(timeout), acquire(0s), try_acquire()) allocates nothing.
+// (acquire(), acquire(timeout), acquire(0s), try_acquire()) allocates nothing;
+// nor does a warm async_acquire + release on an io_context (the operation
+// lives in memory from the handler's associated allocator, by default
+// Asio's recycling allocator).
 //
 // Global operator new/delete (every form: plain, array, nothrow, aligned,
 // sized) are replaced by counting versions, which is why this file has its
@@ -19,8 +22,10 @@
 
 // Catch2 with our own main (below the operator replacements).
 #define CATCH_CONFIG_RUNNER
+#include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>
 
+#include "respool/async.hpp"
 #include "respool/resource.hpp"
 
 namespace {
@@ -268,4 +273,43 @@ TEST_CASE("allocation: a warm unlimited pool allocates nothing either", "[alloca
     sink = a.get();
   }
   CHECK(counter.stop().first == 0);
+}
+
+TEST_CASE("allocation: warm async_acquire + release on an io_context allocates nothing",
+          "[allocation][async]") {
+  Resource<int> pool(2, [] { return 7; });
+  boost::asio::io_context io;
+  long completed = 0;
+  // A chain of async acquires, each started from the previous one's handler
+  // (on the io_context's thread, where Asio recycles memory), `n` long.
+  struct chain {
+    using executor_type = boost::asio::io_context::executor_type;
+    Resource<int>* pool;
+    long* completed;
+    int left;
+    executor_type executor;
+    executor_type get_executor() const noexcept { return executor; }
+    void operator()(boost::system::error_code ec, Lease<int> lease) {
+      if (ec) return;
+      lease.release();
+      ++*completed;
+      if (--left > 0) pool->async_acquire(std::move(*this));
+    }
+  };
+  pool.async_acquire(chain{&pool, &completed, 100, io.get_executor()});  // warm up
+  io.run();
+  io.restart();
+  REQUIRE(completed == 100);
+  completed = 0;
+  long allocs = 0;
+  {
+    Counter counter;
+    pool.async_acquire(chain{&pool, &completed, rounds, io.get_executor()});
+    io.run();
+    allocs = counter.stop().first;
+  }
+  CHECK(completed == rounds);
+  // The first operation, started outside the io_context's thread, may come
+  // from the heap; the rest must not.
+  CHECK(allocs <= 1);
 }
