@@ -76,7 +76,7 @@ std::uint16_t shared_port(const std::string& url) { return ConnectionParams::par
 
 }  // namespace
 
-TEST_CASE("redis: a publish to a named exchange is one command; the lookup runs on the server",
+TEST_CASE("redis: a publish to a named exchange is one command, the lookup runs on the server",
           "[redis][route]") {
   respool_test::own_redis server;
   const std::string url = "redis://127.0.0.1:" + std::to_string(server.port);
