@@ -236,13 +236,18 @@ class async_acquire_op final : public waiter<T>,
   std::chrono::steady_clock::time_point t0_{};  // the policies' start of the acquire (observer)
 };
 
-// The operation's memory: from the handler's associated allocator or, if it
-// has none, Asio's recycling allocator (on an io_context's thread a warm
-// acquire reuses the last operation's block: no heap allocation).
+// The operation's memory. A handler with no allocator of its own gets
+// Asio's recycling allocator (stateless, per-thread cache: on an
+// io_context's thread a warm acquire reuses the last operation's block, no
+// heap allocation; any thread may free it). A handler's own allocator is not
+// used: Asio lets such memory be freed only before the handler runs, and the
+// operation (shared with its timer) may outlive that.
 template <class Op, class Handler, class... Args>
-std::shared_ptr<Op> make_op(const Handler& handler, Args&&... args) {
-  auto allocator = boost::asio::get_associated_allocator(handler, boost::asio::recycling_allocator<void>());
-  return std::allocate_shared<Op>(allocator, std::forward<Args>(args)...);
+std::shared_ptr<Op> make_op(const Handler&, Args&&... args) {
+  if constexpr (std::is_same_v<boost::asio::associated_allocator_t<Handler>, std::allocator<void>>)
+    return std::allocate_shared<Op>(boost::asio::recycling_allocator<void>(), std::forward<Args>(args)...);
+  else
+    return std::make_shared<Op>(std::forward<Args>(args)...);
 }
 
 // True for a handler with no associated executor of its own.

@@ -231,7 +231,7 @@ class pool_core {
       } else if (w.cv.wait_until(lock, deadline) == std::cv_status::timeout &&
                  w.state == wait_state::waiting && !(w.woken && take_woken_locked(&w))) {
         unlink_waiter(&w);
-        wake_for_idle_locked();  // it may have been the one told to take an idle resource
+        serve_idle_locked();  // it may have been the one told to take an idle resource
         w.state = wait_state::timed_out;
         ++timeouts_;
         --sync_refs_;
@@ -368,10 +368,11 @@ class pool_core {
         unlink_slot(s);
       else
         s->released = true;
-      if (retire && !idle_.empty()) {
+      if (retire && !idle_.empty() && (waiters_head_ == nullptr || may_barge_locked())) {
         next = idle_.back();
         idle_.pop_back();
         if (timed_.load(std::memory_order_relaxed)) handout_locked(next, now(), where);
+        grant_capacity_locked();  // one resource fewer in all: room for a waiter's create
       }
     }
     if (close_it) close_quietly(s->value);
@@ -880,10 +881,11 @@ class pool_core {
         w->granted = s;
         w->state = wait_state::granted_slot;
         w->notify();
+        serve_idle_locked();  // `w` may have been woken for an idle resource: pass it on
       } else if (waiters_head_ != nullptr) {
         // Barging mode (see release_timed()).
         idle_.push_back(s);
-        wake_for_idle_locked();
+        serve_idle_locked();
       } else {
         idle_.push_back(s);
       }
@@ -946,6 +948,7 @@ class pool_core {
         w->granted = s;
         w->state = wait_state::granted_slot;
         w->notify();
+        serve_idle_locked();  // `w` may have been woken for an idle resource: pass it on
       } else if (waiters_head_ != nullptr) {
         // Barging mode (Go's sync.Mutex): back to the idle stack, and wake
         // the longest waiter to come and take it. A running acquirer (this
@@ -955,7 +958,7 @@ class pool_core {
         // turns on strict hand-off (starvation mode).
         if (timed) s->last_used = t;
         idle_.push_back(s);
-        wake_for_idle_locked();
+        serve_idle_locked();
       } else {
         if (timed) s->last_used = t;
         idle_.push_back(s);
@@ -1169,12 +1172,40 @@ class pool_core {
     w->granted = s;
     w->state = wait_state::granted_slot;
     if (waiters_head_ == nullptr) starving_ = false;
-    wake_for_idle_locked();  // more idle ones than woken waiters? (a release raced)
+    serve_idle_locked();  // more idle ones than woken waiters? (a release raced)
     return true;
   }
 
-  // Hand free capacity (room under the limit) to queued waiters, oldest first.
+  // Idle resources while waiters are queued (barging mode, or left over by
+  // a path that freed capacity): wake waiters to come for them while
+  // barging is allowed; otherwise hand them straight to the longest waiters.
+  void serve_idle_locked() {
+    while (!idle_.empty() && waiters_head_ != nullptr && !shut_) {
+      waiter<T>* w = waiters_head_;
+      if (w->sync && may_barge_locked()) {
+        wake_for_idle_locked();
+        return;
+      }
+      slot<T>* s = idle_.back();
+      idle_.pop_back();
+      unlink_waiter(w);
+      ++in_use_;
+      note_peak_locked();
+      if (timed_.load(std::memory_order_relaxed)) handout_locked(s, now(), w->where);
+      w->granted = s;
+      w->state = wait_state::granted_slot;
+      w->notify();
+    }
+  }
+
+  // Hand free capacity (room under the limit) to queued waiters, oldest
+  // first: idle resources first, then the right to create one.
   void grant_capacity_locked() {
+    serve_idle_locked();
+    grant_creates_locked();
+    serve_idle_locked();  // a woken waiter granted a create leaves its idle resource to another
+  }
+  void grant_creates_locked() {
     while (waiters_head_ != nullptr && !shut_ && (limit_ == 0 || total_locked() < limit_)) {
       waiter<T>* w = waiters_head_;
       unlink_waiter(w);

@@ -693,24 +693,28 @@ class session final : public std::enable_shared_from_this<session>, private watc
     const std::string what =
         (count == 1 ? std::string("basic.publish") : std::to_string(count) + " basic.publish") +
         " to exchange " + in_quotes(exchange) + " with routing key " + in_quotes(routing_key);
+    // Delivery tags: the broker numbers every basic.publish it got, so
+    // published_ counts each one sent, even if a later one fails.
+    const std::uint64_t first = published_ + 1;
     for (std::size_t i = 0; i < count; ++i) {
       try {
         send_publish(messages[i], exchange, routing_key, what);
       } catch (const amqp_error& e) {
-        if (count == 1 || i == 0 || e.code() != errc::connection_lost) throw;
-        // The first i messages went out but none is confirmed: say so.
+        if (count == 1 || i == 0) throw;
+        // The first i messages went out but none is confirmed: say so (the
+        // text without system_error's ": <code message>" tail, added again).
+        std::string text = e.what();
+        const std::string tail = ": " + e.code().message();
+        if (text.size() > tail.size() && text.compare(text.size() - tail.size(), tail.size(), tail) == 0)
+          text.resize(text.size() - tail.size());
         throw amqp_error(
-            errc::connection_lost,
-            prefix(what) + "the connection failed after " + std::to_string(i) + " of " +
-                std::to_string(count) +
-                " messages were sent; none is confirmed, each may or may not have been delivered");
+            static_cast<errc>(e.code().value()),
+            text + " (after " + std::to_string(i) + " of the " + std::to_string(count) +
+                " messages were sent; none is confirmed, each may or may not have been delivered)");
       }
+      if (options_.confirm_publish) ++published_;
     }
-    if (options_.confirm_publish) {
-      const std::uint64_t first = published_ + 1;
-      published_ += count;
-      wait_for_confirms(first, published_, what);
-    }
+    if (options_.confirm_publish) wait_for_confirms(first, published_, what);
     release_buffers();
   }
 
