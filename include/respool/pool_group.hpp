@@ -300,7 +300,10 @@ class PoolGroup {
     try {
       // All pools at once: shrinking closes resources, and each close may
       // wait for a stalled broker up to the transport's close bound.
-      detail::run_in_parallel(pools.size(), max_close_threads,
+      // (Only when something may be closed: a forced or shrinking resize.
+      // Growing, or keeping, the limit closes nothing and starts no thread.)
+      const bool may_close = force || (limit != 0 && (previous == 0 || limit < previous));
+      detail::run_in_parallel(pools.size(), may_close ? max_close_threads : 1,
                               [&](std::size_t i) { pools[i]->pool->resize(limit, force); });
     } catch (...) {
       // Use grew between the check and here: undo, so nothing is half-applied

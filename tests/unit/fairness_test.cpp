@@ -14,6 +14,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <future>
+#include <memory>
 #include <random>
 #include <thread>
 #include <vector>
@@ -32,7 +33,8 @@ namespace {
 Resource<int>::Options options(std::size_t limit, std::chrono::nanoseconds threshold) {
   Resource<int>::Options o;
   o.limit = limit;
-  o.create = [n = 0]() mutable { return ++n; };
+  // The factory runs outside the pool's lock, on several threads at once.
+  o.create = [n = std::make_shared<std::atomic<int>>(0)] { return ++*n; };
   o.starvation_threshold = threshold;
   return o;
 }
