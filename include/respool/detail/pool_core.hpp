@@ -791,6 +791,8 @@ class pool_core {
     waiters_head_ = waiters_tail_ = nullptr;
     slots_head_ = nullptr;
     in_use_ = waiting_ = 0;
+    woken_ = 0;  // the parent's woken waiters are not here: a stale count would stop every wake-up
+    starving_ = false;
     async_refs_ = sync_refs_ = 0;  // the parent's async operations never touch a child's core (async.hpp)
     generation_.store(now, std::memory_order_release);
   }
