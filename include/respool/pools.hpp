@@ -38,13 +38,42 @@ class params_group : public PoolGroup<ConnectionParams, Pool> {
 namespace respool::detail {
 // The policies pools::set_connection_policy / set_producer_policy gave the
 // process-wide groups (read by their factories). Never destroyed.
+// `mutex` guards the two policies and is a leaf: held only to copy them,
+// never while anything else is called. It follows the fork rule
+// (detail/globals.hpp): a factory may run in a parent thread at fork().
+// `apply_mutex` only serialises the setters (guards no data: re-created in
+// the child).
 struct global_policies {
   std::mutex mutex;
   PoolPolicy connections;
   PoolPolicy producers;
+  std::mutex apply_mutex;
+
+  PoolPolicy get(PoolPolicy global_policies::*which) {
+    std::lock_guard<std::mutex> lock(mutex);
+    return this->*which;
+  }
+  void set(PoolPolicy global_policies::*which, const PoolPolicy& policy) {
+    std::lock_guard<std::mutex> lock(mutex);
+    this->*which = policy;
+  }
 };
 inline global_policies& policies() {
-  static auto* instance = new global_policies;
+  static global_policies* const instance = new global_policies;
+  // Registered once `instance` exists and before any caller can lock it.
+  static const bool registered = [] {
+    static constexpr fork_lock_hooks hooks{
+        []() noexcept { instance->mutex.lock(); },
+        []() noexcept { instance->mutex.unlock(); },
+        []() noexcept {
+          ::new (static_cast<void*>(&instance->mutex)) std::mutex;
+          ::new (static_cast<void*>(&instance->apply_mutex)) std::mutex;
+        },
+    };
+    register_fork_lock(fork_lock_rank::policies, &hooks);
+    return true;
+  }();
+  (void)registered;
   return *instance;
 }
 }  // namespace respool::detail
@@ -66,9 +95,7 @@ class Connections : public respool::detail::params_group<ConnectionPool> {
     return [](const ConnectionParams& params, std::size_t limit) {
       auto pool = std::make_unique<ConnectionPool>(params, limit);
       pool->set_name(params.as_uri());  // password masked
-      auto& global = respool::detail::policies();
-      std::lock_guard<std::mutex> lock(global.mutex);
-      pool->set_policy(global.connections);
+      pool->set_policy(respool::detail::policies().get(&respool::detail::global_policies::connections));
       return pool;
     };
   }
@@ -104,9 +131,7 @@ class Producers : public respool::detail::params_group<ProducerPool> {
       auto pool = std::make_unique<ProducerPool>(
           [params]() -> ConnectionPool& { return respool::detail::global_connections()[params]; }, limit);
       pool->set_name("producers for " + params.as_uri());  // password masked
-      auto& global = respool::detail::policies();
-      std::lock_guard<std::mutex> lock(global.mutex);
-      pool->set_policy(global.producers);
+      pool->set_policy(respool::detail::policies().get(&respool::detail::global_policies::producers));
       return pool;
     };
   }
@@ -162,14 +187,14 @@ inline std::size_t set_limit(std::size_t limit, bool force = false) {
 // must outlive the pools (they are never destroyed: in practice, a static).
 inline void set_connection_policy(const PoolPolicy& policy) {
   auto& global = respool::detail::policies();
-  std::lock_guard<std::mutex> lock(global.mutex);
-  global.connections = policy;
+  std::lock_guard<std::mutex> serialise(global.apply_mutex);
+  global.set(&respool::detail::global_policies::connections, policy);
   connections->for_each([&](ConnectionPool& pool) { pool.set_policy(policy); });
 }
 inline void set_producer_policy(const PoolPolicy& policy) {
   auto& global = respool::detail::policies();
-  std::lock_guard<std::mutex> lock(global.mutex);
-  global.producers = policy;
+  std::lock_guard<std::mutex> serialise(global.apply_mutex);
+  global.set(&respool::detail::global_policies::producers, policy);
   producers->for_each([&](ProducerPool& pool) { pool.set_policy(policy); });
 }
 

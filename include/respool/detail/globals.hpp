@@ -47,6 +47,7 @@ enum class fork_lock_rank : unsigned {
   groups,          // the pool-group registry (default limit, group list)
   transports,      // the transport registry (writers only)
   memory_brokers,  // memory://'s broker registry, then every broker's own mutex
+  policies,        // the global pools' policies (pools.hpp; a leaf: nothing is taken under it)
   count
 };
 
