@@ -29,8 +29,8 @@
 #include <string>
 #include <thread>
 
-#include "own_redis.hpp"
 #include "pools_support.hpp"
+#include "redis_servers.hpp"
 
 using namespace std::chrono_literals;
 using namespace respool;

@@ -18,48 +18,16 @@
 #include <string>
 #include <vector>
 
-#include "own_redis.hpp"
 #include "pools_support.hpp"
+#include "redis_servers.hpp"
 
 using namespace respool;
 
 namespace {
 
-// A raw hiredis client: what another process (Python kombu, redis-cli) does.
-struct raw_client {
-  redisContext* c;
-  explicit raw_client(std::uint16_t port) : c(redisConnect("127.0.0.1", port)) {
-    REQUIRE(c != nullptr);
-    REQUIRE(c->err == 0);
-  }
-  ~raw_client() { redisFree(c); }
-  std::unique_ptr<redisReply, void (*)(void*)> run(const std::vector<std::string>& args) {
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lens;
-    for (const auto& a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    auto* r = static_cast<redisReply*>(
-        redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data()));
-    REQUIRE(r != nullptr);
-    return {r, freeReplyObject};
-  }
-  long long integer(const std::vector<std::string>& args) {
-    auto r = run(args);
-    REQUIRE(r->type == REDIS_REPLY_INTEGER);
-    return r->integer;
-  }
-  // calls=<n> of "cmdstat_<name>" in INFO commandstats (0 if absent).
-  long long calls(const std::string& name) {
-    auto r = run({"INFO", "commandstats"});
-    REQUIRE(r->type == REDIS_REPLY_STRING);  // RESP2: a bulk string
-    const std::string text(r->str, r->len);
-    const std::string key = "cmdstat_" + name + ":calls=";
-    const auto at = text.find(key);
-    return at == std::string::npos ? 0 : std::stoll(text.substr(at + key.size()));
-  }
-};
+// A raw hiredis client stands for what another process (Python kombu,
+// redis-cli) does.
+using raw_client = respool_test::raw_redis;
 
 std::string member(const std::string& routing_key, const std::string& pattern, const std::string& queue) {
   return detail::redis::binding_member(routing_key, pattern, queue);
@@ -88,7 +56,8 @@ TEST_CASE("redis: a publish to a named exchange is one command, the lookup runs 
   publish(c, exchange.name, "rk");  // loads the script (once per connection)
 
   raw_client raw(server.port);
-  raw.run({"CONFIG", "RESETSTAT"});
+  REQUIRE(raw.ok());
+  raw.command({"CONFIG", "RESETSTAT"});
   constexpr int n = 50;
   for (int i = 0; i < n; ++i) publish(c, exchange.name, "rk");
   // One EVALSHA per publish; the SMEMBERS and LPUSHes counted are the ones
@@ -108,32 +77,33 @@ TEST_CASE("redis: bindings another client adds or removes are honoured by the ve
   const std::string exchange = "route-live-" + tag, qa = "route-live-a-" + tag, qb = "route-live-b-" + tag;
   const std::string set = detail::redis::binding_key(exchange);
   raw_client raw(shared_port(url));
-  raw.run({"DEL", set, qa, qb});
+  REQUIRE(raw.ok());
+  raw.command({"DEL", set, qa, qb});
   Connection c(url);
   c.default_channel().declare(Exchange{exchange, "direct"});
 
   publish(c, exchange, "rk");  // no binding: dropped
   CHECK(raw.integer({"LLEN", qa}) == 0);
-  raw.run({"SADD", set, member("rk", "", qa)});  // as kombu's queue_bind writes it
+  raw.command({"SADD", set, member("rk", "", qa)});  // as kombu's queue_bind writes it
   publish(c, exchange, "rk");
   CHECK(raw.integer({"LLEN", qa}) == 1);
-  raw.run({"SADD", set, member("rk", "", qb)});
+  raw.command({"SADD", set, member("rk", "", qb)});
   publish(c, exchange, "rk");
   CHECK(raw.integer({"LLEN", qa}) == 2);
   CHECK(raw.integer({"LLEN", qb}) == 1);
-  raw.run({"SREM", set, member("rk", "", qa)});  // kombu's queue_unbind
+  raw.command({"SREM", set, member("rk", "", qa)});  // kombu's queue_unbind
   publish(c, exchange, "rk");
   CHECK(raw.integer({"LLEN", qa}) == 2);
   CHECK(raw.integer({"LLEN", qb}) == 2);
   // Members kombu could not split into three fields are skipped, as kombu's
   // lookup would fail on them and the client-side lookup skips them.
-  raw.run({"SADD", set, "rk" + std::string(detail::redis::sep) + qa});
+  raw.command({"SADD", set, "rk" + std::string(detail::redis::sep) + qa});
   publish(c, exchange, "rk");
   CHECK(raw.integer({"LLEN", qa}) == 2);
   CHECK(raw.integer({"LLEN", qb}) == 3);
 
   SECTION("a server that lost the script (SCRIPT FLUSH, a restart) gets it again") {
-    raw.run({"SCRIPT", "FLUSH"});
+    raw.command({"SCRIPT", "FLUSH"});
     publish(c, exchange, "rk");
     CHECK(raw.integer({"LLEN", qb}) == 4);
   }
@@ -146,9 +116,9 @@ TEST_CASE("redis: bindings another client adds or removes are honoured by the ve
     const std::string list = detail::redis::priority_queue(qb, 7);
     CHECK(raw.integer({"LLEN", list}) == 1);
     CHECK(c.default_channel().queue_size(qb) == 4);
-    raw.run({"DEL", list});
+    raw.command({"DEL", list});
   }
-  raw.run({"DEL", set, qa, qb});
+  raw.command({"DEL", set, qa, qb});
 }
 
 TEST_CASE("redis: topic routing on the server agrees with kombu's regex semantics", "[redis][route][topic]") {
@@ -211,12 +181,13 @@ TEST_CASE("redis: topic routing on the server agrees with kombu's regex semantic
                                          ".b",
                                          "b"};
   raw_client raw(shared_port(url));
-  raw.run({"DEL", set});
+  REQUIRE(raw.ok());
+  raw.command({"DEL", set});
   std::vector<std::string> queues;
   for (std::size_t i = 0; i < patterns.size(); ++i) {
     queues.push_back("route-topic-" + tag + "-" + std::to_string(i));
-    raw.run({"DEL", queues.back()});
-    raw.run({"SADD", set, member("key-" + std::to_string(i), patterns[i], queues.back())});
+    raw.command({"DEL", queues.back()});
+    raw.command({"SADD", set, member("key-" + std::to_string(i), patterns[i], queues.back())});
   }
   Connection c(url);
   c.default_channel().declare(Exchange{exchange, "topic"});
@@ -227,8 +198,8 @@ TEST_CASE("redis: topic routing on the server agrees with kombu's regex semantic
       const bool got = raw.integer({"LLEN", queues[i]}) == 1;
       INFO("pattern '" << patterns[i] << "', routing key '" << key << "'");
       CHECK(got == expected);
-      raw.run({"DEL", queues[i]});
+      raw.command({"DEL", queues[i]});
     }
   }
-  raw.run({"DEL", set});
+  raw.command({"DEL", set});
 }

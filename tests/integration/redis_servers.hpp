@@ -1,4 +1,4 @@
-// Helpers for the redis+socket:// and sentinel:// integration tests: a
+// Helpers for the integration tests that run Redis servers of their own: a
 // redis-server (or redis-server --sentinel) of the test's own, started here
 // and killed by the destructor; a tiny hiredis client; kombu_peer.py runs.
 #pragma once
@@ -46,32 +46,41 @@ struct raw_redis {
     if (c) redisFree(c);
   }
   bool ok() const { return c != nullptr && c->err == 0; }
+  using reply_ptr = std::unique_ptr<redisReply, void (*)(void*)>;
+  // The reply, or null on a failure.
+  reply_ptr reply(const std::vector<std::string>& args) {
+    if (!ok()) return {nullptr, freeReplyObject};
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lengths;
+    for (const auto& a : args) argv.push_back(a.data()), lengths.push_back(a.size());
+    return {static_cast<redisReply*>(
+                redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lengths.data())),
+            freeReplyObject};
+  }
   // The reply as text (strings, status, errors), integers in decimal; arrays
   // as their elements joined by ' '; "" for nil or a failure.
   std::string command(const std::vector<std::string>& args) {
-    if (!ok()) return {};
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lengths;
-    for (const auto& a : args) argv.push_back(a.data()), lengths.push_back(a.size());
-    auto* reply = static_cast<redisReply*>(
-        redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lengths.data()));
-    if (!reply) return {};
-    std::string out = text(reply);
-    freeReplyObject(reply);
-    return out;
+    auto r = reply(args);
+    return r ? text(r.get()) : std::string();
   }
   // The number of elements of an array reply (0 otherwise).
   std::size_t count(const std::vector<std::string>& args) {
-    if (!ok()) return 0;
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lengths;
-    for (const auto& a : args) argv.push_back(a.data()), lengths.push_back(a.size());
-    auto* reply = static_cast<redisReply*>(
-        redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lengths.data()));
-    if (!reply) return 0;
-    const std::size_t n = reply->type == REDIS_REPLY_ARRAY ? reply->elements : 0;
-    freeReplyObject(reply);
-    return n;
+    auto r = reply(args);
+    return r && r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+  }
+  // An integer reply (the test fails on any other).
+  long long integer(const std::vector<std::string>& args) {
+    auto r = reply(args);
+    REQUIRE(r);
+    REQUIRE(r->type == REDIS_REPLY_INTEGER);
+    return r->integer;
+  }
+  // calls=<n> of "cmdstat_<name>" in INFO commandstats (0 if absent).
+  long long calls(const std::string& name) {
+    const std::string stats = command({"INFO", "commandstats"});
+    const std::string key = "cmdstat_" + name + ":calls=";
+    const auto at = stats.find(key);
+    return at == std::string::npos ? 0 : std::stoll(stats.substr(at + key.size()));
   }
   static std::string text(const redisReply* r) {
     if (r->type == REDIS_REPLY_INTEGER) return std::to_string(r->integer);
@@ -123,6 +132,21 @@ void wait_until(Ready ready, std::chrono::seconds limit, const std::string& what
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
+
+// A plain redis-server of the test's own on a free loopback port, answering
+// when constructed (killed by the destructor): for tests that kill their
+// server or read its global statistics, which the shared test server
+// (RESPOOL_REDIS_URL, used by other tests at the same time) cannot give.
+struct own_redis {
+  std::uint16_t port = free_port();
+  own_server server{{"--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                     "no", "--logfile", "/dev/null"}};
+  own_redis() {
+    wait_until([&] { return raw_redis(port).ok(); }, std::chrono::seconds(20),
+               "redis-server on port " + std::to_string(port));
+  }
+  void kill() { server.kill(); }
+};
 
 // ------------------------------------------------------------ kombu peer
 
