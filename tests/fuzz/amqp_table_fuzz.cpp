@@ -20,14 +20,11 @@
 #include <string>
 #include <vector>
 
+#include "fuzz_support.hpp"
+
 namespace {
 
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "invariant broken: %s\n", what);
-    std::abort();
-  }
-}
+using respool_fuzz::check;
 
 respool::MessageLimits limits() {
   respool::MessageLimits l;

@@ -18,14 +18,11 @@
 #include <string_view>
 #include <vector>
 
+#include "fuzz_support.hpp"
+
 namespace {
 
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "invariant broken: %s\n", what);
-    std::abort();
-  }
-}
+using respool_fuzz::check;
 
 bool is_scheme_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';

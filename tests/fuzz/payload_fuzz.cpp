@@ -25,28 +25,12 @@
 #include <utility>
 #include <vector>
 
+#include "fuzz_support.hpp"
+
 namespace {
 
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "invariant broken: %s\n", what);
-    std::abort();
-  }
-}
-
-std::size_t depth_of(const nlohmann::json& j) {
-  std::size_t deepest = 0;
-  std::vector<std::pair<const nlohmann::json*, std::size_t>> stack{{&j, 0}};
-  while (!stack.empty()) {
-    auto [v, d] = stack.back();
-    stack.pop_back();
-    if (v->is_object() || v->is_array()) {
-      deepest = std::max(deepest, d + 1);
-      for (const auto& child : *v) stack.push_back({&child, d + 1});
-    }
-  }
-  return deepest;
-}
+using respool_fuzz::check;
+using respool_fuzz::depth_of;
 
 // The outcome of payload(): the value's dump, or the error.
 struct outcome {

@@ -23,45 +23,19 @@
 #include <utility>
 #include <vector>
 
+#include "fuzz_support.hpp"
+
 namespace {
 
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "invariant broken: %s\n", what);
-    std::abort();
-  }
-}
-
-// Small limits, so that the fuzzer reaches them with small inputs.
-respool::MessageLimits limits() {
-  respool::MessageLimits l;
-  l.max_depth = 16;
-  l.max_body_size = 1 << 16;
-  l.max_header_size = 1 << 12;
-  return l;
-}
-
-std::size_t depth_of(const nlohmann::json& j) {
-  // Iterative, so that checking the bound cannot itself overflow the stack.
-  std::size_t deepest = 0;
-  std::vector<std::pair<const nlohmann::json*, std::size_t>> stack{{&j, 0}};
-  while (!stack.empty()) {
-    auto [v, d] = stack.back();
-    stack.pop_back();
-    if (v->is_object() || v->is_array()) {
-      deepest = std::max(deepest, d + 1);
-      for (const auto& child : *v) stack.push_back({&child, d + 1});
-    }
-  }
-  return deepest;
-}
+using respool_fuzz::check;
+using respool_fuzz::depth_of;
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   namespace kr = respool::detail::redis;
   std::string_view input(reinterpret_cast<const char*>(data), size);
-  const auto l = limits();
+  const auto l = respool_fuzz::small_limits();
   kr::received got;
   try {
     got = kr::decode_envelope(input, l);
