@@ -5,6 +5,7 @@
 // the pool closes it first, and counts it as expired.
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <memory>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "pools_support.hpp"
+#include "redis_servers.hpp"
 
 using namespace respool;
 using namespace std::chrono_literals;
@@ -22,33 +24,14 @@ namespace {
 
 // A hiredis client that looks at the server from outside respool. Each call
 // is a round trip, so it is never idle long enough for the server to close it.
-struct raw_client {
-  std::unique_ptr<redisContext, void (*)(redisContext*)> ctx{nullptr, redisFree};
-  explicit raw_client(const std::string& url) {
-    auto p = ConnectionParams::parse(url);
-    ctx.reset(redisConnect(p.hostname().c_str(), p.port()));
-    REQUIRE(ctx);
-    REQUIRE(ctx->err == 0);
-  }
-  std::unique_ptr<redisReply, void (*)(void*)> cmd(const std::vector<std::string>& args) {
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (auto& a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    auto* r =
-        static_cast<redisReply*>(redisCommandArgv(ctx.get(), int(argv.size()), argv.data(), lens.data()));
-    REQUIRE(r != nullptr);
-    return {r, freeReplyObject};
+struct raw_client : respool_test::raw_redis {
+  explicit raw_client(const std::string& url) : raw_redis(ConnectionParams::parse(url).port()) {
+    REQUIRE(ok());
   }
   // Normal clients connected to the server, this one excluded.
   long long clients() {
-    auto r = cmd({"CLIENT", "LIST", "TYPE", "normal"});
-    std::string text(r->str, r->len);
-    long long lines = 0;
-    for (char c : text) lines += c == '\n';
-    return lines - 1;
+    const std::string list = command({"CLIENT", "LIST", "TYPE", "normal"});
+    return static_cast<long long>(std::count(list.begin(), list.end(), '\n')) - 1;
   }
 };
 
@@ -68,9 +51,9 @@ long long client_id(Connection& connection) {
 struct server_timeout {
   raw_client& raw;
   server_timeout(raw_client& r, int seconds) : raw(r) {
-    raw.cmd({"CONFIG", "SET", "timeout", std::to_string(seconds)});
+    raw.command({"CONFIG", "SET", "timeout", std::to_string(seconds)});
   }
-  ~server_timeout() { raw.cmd({"CONFIG", "SET", "timeout", "0"}); }
+  ~server_timeout() { raw.command({"CONFIG", "SET", "timeout", "0"}); }
 };
 
 // Polls the server (a round trip each time, no sleep) until it has `expected`
