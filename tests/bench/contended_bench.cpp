@@ -18,7 +18,7 @@
 //   build/bench/tests/bench_contended_bench
 // (each case runs every thread for 0.5 s; --benchmark_repetitions=N repeats)
 //
-// docs/performance.md has a table; tests/bench/plot_contended.py turns the
+// docs/performance.md has a table; tests/bench/plot_bench.py turns the
 // JSON output (--benchmark_format=json) into plots.
 
 #include <benchmark/benchmark.h>
