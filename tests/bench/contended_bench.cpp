@@ -9,6 +9,7 @@
 //   FairFifo    the simplest fair pool: a queue of waiters, each with its own
 //               condition_variable; release hands the resource to the oldest
 //   Poco        Poco::ObjectPool<int> (capacity = peak capacity = L)
+// (the three peers are in peer_pools.hpp, shared with core_bench.cpp)
 // Counters (besides items_per_second, the aggregate acquisitions/s):
 //   share_max_min  the busiest thread's acquisitions / the idlest's (1 = fair)
 //   p50_us p99_us max_us   acquire latency (the wait inside acquire())
@@ -17,22 +18,21 @@
 //   build/bench/tests/bench_contended_bench
 // (each case runs every thread for 0.5 s; --benchmark_repetitions=N repeats)
 //
-// docs/performance.md has a table; tests/bench/plot_contended.py turns the
+// docs/performance.md has a table; tests/bench/plot_bench.py turns the
 // JSON output (--benchmark_format=json) into plots.
 
-#include <Poco/ObjectPool.h>
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#include "peer_pools.hpp"
 #include "respool/lease.hpp"
 #include "respool/resource.hpp"
 
@@ -50,64 +50,9 @@ inline void busy(std::int64_t ns) {
 
 // ---------------------------------------------------------------- the pools
 
-struct naive_pool {  // barging
-  std::mutex mutex;
-  std::condition_variable cv;
-  std::deque<int> idle;
-  explicit naive_pool(int limit) {
-    for (int i = 0; i < limit; ++i) idle.push_back(i);
-  }
-  int acquire() {
-    std::unique_lock<std::mutex> lock(mutex);
-    cv.wait(lock, [this] { return !idle.empty(); });
-    int v = idle.back();
-    idle.pop_back();
-    return v;
-  }
-  void release(int v) {
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      idle.push_back(v);
-    }
-    cv.notify_one();
-  }
-};
-
-struct fair_fifo_pool {  // direct hand-off to the oldest waiter
-  struct waiter {
-    std::condition_variable cv;
-    int value = -1;
-  };
-  std::mutex mutex;
-  std::deque<int> idle;
-  std::deque<waiter*> waiters;
-  explicit fair_fifo_pool(int limit) {
-    for (int i = 0; i < limit; ++i) idle.push_back(i);
-  }
-  int acquire() {
-    std::unique_lock<std::mutex> lock(mutex);
-    if (!idle.empty() && waiters.empty()) {
-      int v = idle.back();
-      idle.pop_back();
-      return v;
-    }
-    waiter w;
-    waiters.push_back(&w);
-    w.cv.wait(lock, [&] { return w.value >= 0; });
-    return w.value;
-  }
-  void release(int v) {
-    std::lock_guard<std::mutex> lock(mutex);
-    if (waiters.empty()) {
-      idle.push_back(v);
-      return;
-    }
-    waiter* w = waiters.front();
-    waiters.pop_front();
-    w->value = v;
-    w->cv.notify_one();
-  }
-};
+using respool_bench::fair_fifo_pool;
+using respool_bench::naive_pool;
+using respool_bench::poco_pool;
 
 // Threshold: respool's default (1 ms, barging) or zero (strict FIFO hand-off).
 template <long ThresholdNs>
@@ -125,15 +70,6 @@ struct basic_resource_pool {
 };
 using resource_pool = basic_resource_pool<1000000>;
 using strict_resource_pool = basic_resource_pool<0>;
-
-struct poco_pool {
-  Poco::ObjectPool<int> pool;
-  explicit poco_pool(int limit) : pool(static_cast<std::size_t>(limit), static_cast<std::size_t>(limit)) {
-    std::vector<int*> warm;
-    for (int i = 0; i < limit; ++i) warm.push_back(pool.borrowObject());
-    for (int* p : warm) pool.returnObject(p);
-  }
-};
 
 // ---------------------------------------------------------------- one run
 

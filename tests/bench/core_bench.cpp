@@ -1,7 +1,8 @@
 // Core pool benchmarks: respool::Resource<int> acquire + release next to
 // the floor (what any mutex-guarded pool must pay), a naive
 // mutex + condition_variable pool, Poco::ObjectPool, PoolGroup lookups and
-// async_acquire on an io_context. See docs/performance.md for how to read it.
+// async_acquire on an io_context (callbacks; coroutines in C++20) next to a
+// hand-written strand pool. See docs/performance.md for how to read it.
 //
 //   g++ -std=c++17 -O2 -DNDEBUG -I include tests/bench/core_bench.cpp
 //       -lbenchmark -lPocoFoundation -pthread -lz -o /tmp/core_bench
@@ -26,7 +27,6 @@
 // holds at most one resource at a time, so no acquirer ever has to wait or
 // create anything; what is measured is the hand-out path itself.
 
-#include <Poco/ObjectPool.h>
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -48,6 +48,17 @@
 #include <thread>
 #include <vector>
 
+// C++20 with Asio's co_await support: the coroutine variants of the async benchmark.
+#if defined(__cpp_impl_coroutine) && defined(BOOST_ASIO_HAS_CO_AWAIT)
+#define RESPOOL_BENCH_COROUTINES 1
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <exception>
+#endif
+
+#include "peer_pools.hpp"
 #include "respool/async.hpp"
 #include "respool/connection_params.hpp"
 #include "respool/lease.hpp"
@@ -192,32 +203,10 @@ void BM_Resource_Policy(benchmark::State& state) {
 // acquire waits on the cv while the deque is empty; release pushes, unlocks
 // and notify_one()s (as a careful textbook pool does).
 
-struct naive_pool {
-  std::mutex mutex;
-  std::condition_variable cv;
-  std::deque<int> idle;
-
-  int acquire() {
-    std::unique_lock<std::mutex> lock(mutex);
-    cv.wait(lock, [this] { return !idle.empty(); });
-    int value = idle.back();
-    idle.pop_back();
-    return value;
-  }
-  void release(int value) {
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      idle.push_back(value);
-    }
-    cv.notify_one();
-  }
-};
+using respool_bench::naive_pool;  // peer_pools.hpp (shared with contended_bench.cpp)
 std::unique_ptr<naive_pool> g_naive;
 
-void naive_setup(const benchmark::State& state) {
-  g_naive = std::make_unique<naive_pool>();
-  for (int i = 0; i < state.threads(); ++i) g_naive->idle.push_back(i);
-}
+void naive_setup(const benchmark::State& state) { g_naive = std::make_unique<naive_pool>(state.threads()); }
 void naive_teardown(const benchmark::State&) { g_naive.reset(); }
 
 void BM_NaiveCvPool(benchmark::State& state) {
@@ -233,20 +222,15 @@ void BM_NaiveCvPool(benchmark::State& state) {
 // (d) Poco::ObjectPool<int> (capacity = peak capacity = number of threads),
 // pre-warmed by borrowing and returning every object once.
 
-using PocoPool = Poco::ObjectPool<int>;
-std::unique_ptr<PocoPool> g_poco;
+std::unique_ptr<respool_bench::poco_pool> g_poco;  // peer_pools.hpp
 
 void poco_setup(const benchmark::State& state) {
-  const auto n = static_cast<std::size_t>(state.threads());
-  g_poco = std::make_unique<PocoPool>(n, n);
-  std::vector<int*> warm;
-  for (std::size_t i = 0; i < n; ++i) warm.push_back(g_poco->borrowObject());
-  for (int* p : warm) g_poco->returnObject(p);
+  g_poco = std::make_unique<respool_bench::poco_pool>(state.threads());
 }
 void poco_teardown(const benchmark::State&) { g_poco.reset(); }
 
 void BM_PocoObjectPool(benchmark::State& state) {
-  PocoPool& pool = *g_poco;
+  Poco::ObjectPool<int>& pool = g_poco->pool;
   for (auto _ : state) {
     // Never empty (see the top of the file); the timeout is a safety net.
     int* p = pool.borrowObject(60 * 1000);
@@ -367,14 +351,17 @@ void BM_AsyncAcquire(benchmark::State& state) {
 }
 
 // The baseline one writes by hand on Asio: a strand serialises acquire and
-// release, an idle vector and a deque of waiting handlers (std::function).
-// acquire posts to the strand, which calls the handler at once if a value
-// is idle; release posts to the strand. Same loop as BM_AsyncAcquire.
-struct strand_pool {
+// release, an idle vector and a deque of waiting handlers (std::function for
+// callbacks; Asio's any_completion_handler for the coroutine variant, whose
+// handlers are move-only). acquire posts to the strand, which calls the
+// handler at once if a value is idle; release posts to the strand. Same loop
+// as BM_AsyncAcquire.
+template <class Waiter>
+struct basic_strand_pool {
   boost::asio::strand<boost::asio::io_context::executor_type> strand;
   std::vector<int> idle{42};
-  std::deque<std::function<void(int)>> waiting;
-  explicit strand_pool(boost::asio::io_context& io) : strand(io.get_executor()) {}
+  std::deque<Waiter> waiting;
+  explicit basic_strand_pool(boost::asio::io_context& io) : strand(io.get_executor()) {}
   template <class Handler>
   void async_acquire(Handler handler) {
     boost::asio::post(strand, [this, handler = std::move(handler)]() mutable {
@@ -384,7 +371,7 @@ struct strand_pool {
       }
       const int value = idle.back();
       idle.pop_back();
-      handler(value);
+      std::move(handler)(value);
     });
   }
   void release(int value) {
@@ -395,10 +382,11 @@ struct strand_pool {
       }
       auto handler = std::move(waiting.front());
       waiting.pop_front();
-      handler(value);
+      std::move(handler)(value);
     });
   }
 };
+using strand_pool = basic_strand_pool<std::function<void(int)>>;
 
 void BM_AsyncAcquire_StrandBaseline(benchmark::State& state) {
   boost::asio::io_context io;
@@ -426,6 +414,59 @@ void BM_AsyncAcquire_SyncBaseline(benchmark::State& state) {
     lease.release();
   }
 }
+
+#if defined(RESPOOL_BENCH_COROUTINES)
+// The same round trips from a C++20 coroutine: one coroutine on the
+// io_context loops `co_await pool.async_acquire(use_awaitable)` + release
+// (io.run() on this thread drives it), next to the strand pool driven the
+// same way (its acquire wrapped in async_initiate, so that it takes any
+// completion token).
+
+void BM_AsyncAcquire_Coroutine(benchmark::State& state) {
+  boost::asio::io_context io;
+  auto pool = make_int_pool(1);
+  std::exception_ptr failure;
+  boost::asio::co_spawn(
+      io,
+      [&]() -> boost::asio::awaitable<void> {
+        for (auto _ : state) {
+          Lease<int> lease = co_await pool->async_acquire(boost::asio::use_awaitable);
+          benchmark::DoNotOptimize(*lease);
+          lease.release();
+        }
+      },
+      [&](std::exception_ptr e) { failure = e; });
+  io.run();
+  if (failure) state.SkipWithError("an async_acquire failed");
+}
+
+struct coroutine_strand_pool : basic_strand_pool<boost::asio::any_completion_handler<void(int)>> {
+  using basic_strand_pool::basic_strand_pool;
+  template <class Token>
+  auto async_acquire_token(Token&& token) {
+    return boost::asio::async_initiate<Token, void(int)>(
+        [this](auto handler) { this->async_acquire(std::move(handler)); }, token);
+  }
+};
+
+void BM_AsyncAcquire_Coroutine_StrandBaseline(benchmark::State& state) {
+  boost::asio::io_context io;
+  coroutine_strand_pool pool(io);
+  std::exception_ptr failure;
+  boost::asio::co_spawn(
+      io,
+      [&]() -> boost::asio::awaitable<void> {
+        for (auto _ : state) {
+          const int value = co_await pool.async_acquire_token(boost::asio::use_awaitable);
+          benchmark::DoNotOptimize(value);
+          pool.release(value);
+        }
+      },
+      [&](std::exception_ptr e) { failure = e; });
+  io.run();
+  if (failure) state.SkipWithError("a strand acquire failed");
+}
+#endif
 
 // ---------------------------------------------------------------------------
 
@@ -467,6 +508,10 @@ RESPOOL_THREADS(BENCHMARK(BM_Group_Lookup_1000Keys)->Setup(group1000_setup)->Tea
 BENCHMARK(BM_AsyncAcquire_SyncBaseline);
 BENCHMARK(BM_AsyncAcquire);
 BENCHMARK(BM_AsyncAcquire_StrandBaseline);
+#if defined(RESPOOL_BENCH_COROUTINES)
+BENCHMARK(BM_AsyncAcquire_Coroutine);
+BENCHMARK(BM_AsyncAcquire_Coroutine_StrandBaseline);
+#endif
 
 }  // namespace
 

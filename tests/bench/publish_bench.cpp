@@ -93,6 +93,10 @@ void BM_publish_redis_direct(benchmark::State& state) {
 }
 // With confirms, 100 messages in flight per publish_many (one wait for their confirms).
 void BM_publish_amqp_batch(benchmark::State& state) { publish_loop(state, "RESPOOL_AMQP_URL", "", "", 100); }
+// The same with 1000 messages per publish_many (the broker's disk sync shared by more messages).
+void BM_publish_amqp_batch1000(benchmark::State& state) {
+  publish_loop(state, "RESPOOL_AMQP_URL", "", "", 1000);
+}
 // Without publisher confirms (kombu's default: a publish returns once written).
 void BM_publish_amqp_noconfirm(benchmark::State& state) {
   publish_loop(state, "RESPOOL_AMQP_URL", "?confirm_publish=0");
@@ -102,6 +106,7 @@ BENCHMARK(BM_publish_redis)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()-
 BENCHMARK(BM_publish_redis_direct)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_publish_amqp)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_publish_amqp_batch)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_publish_amqp_batch1000)->Threads(1)->Threads(4)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_publish_amqp_noconfirm)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()->MinTime(2.0);
 
 }  // namespace

@@ -6,7 +6,7 @@ ceiling) and Python kombu's producers[conn].acquire() + publish loop
 (tests/bench/kombu_publish.py), on Redis and RabbitMQ. "redis-direct" publishes
 to a named direct exchange (kombu's peer does the same); "amqp-batch" publishes
 100 confirmed messages per Producer::publish_many (kombu's peer: one unconfirmed
-publish per acquire, as always).
+publish per acquire, as always); "amqp-batch1000" the same with 1000 per batch.
 
 usage: publish_compare.py BENCH_BINARY   (with RESPOOL_REDIS_URL, RESPOOL_REDIS_PORT,
                                            RESPOOL_AMQP_URL set, as tests/run's publish stage does)
@@ -36,6 +36,7 @@ def respool_rates():
             broker = "redis-direct" if "direct" in name else "redis"
         else:
             broker = ("amqp-noconfirm" if "noconfirm" in name
+                      else "amqp-batch1000" if "batch1000" in name
                       else "amqp-batch" if "batch" in name else "amqp")
         rates[(broker, b["threads"])] = b["items_per_second"]
     return rates
@@ -65,6 +66,7 @@ print("|---|---|---|---|---|---|---|")
 kombu_rates = {}
 for broker, env in (("redis", "RESPOOL_REDIS_URL"), ("redis-direct", "RESPOOL_REDIS_URL"),
                     ("amqp", "RESPOOL_AMQP_URL"), ("amqp-batch", "RESPOOL_AMQP_URL"),
+                    ("amqp-batch1000", "RESPOOL_AMQP_URL"),
                     ("amqp-noconfirm", "RESPOOL_AMQP_URL")):
     url = os.environ.get(env)
     if not url:

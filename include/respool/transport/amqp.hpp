@@ -85,6 +85,8 @@
 #pragma once
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -696,6 +698,7 @@ class session final : public std::enable_shared_from_this<session>, private watc
     // Delivery tags: the broker numbers every basic.publish it got, so
     // published_ counts each one sent, even if a later one fails.
     const std::uint64_t first = published_ + 1;
+    batch_cork cork(*this, count > 1);
     for (std::size_t i = 0; i < count; ++i) {
       try {
         send_publish(messages[i], exchange, routing_key, what);
@@ -714,9 +717,50 @@ class session final : public std::enable_shared_from_this<session>, private watc
       }
       if (options_.confirm_publish) ++published_;
     }
+    cork.release();  // the last frames go out now, before the wait for their confirms
     if (options_.confirm_publish) wait_for_confirms(first, published_, what);
     release_buffers();
   }
+
+  // The frames of a batch leave in full TCP segments (TCP_CORK while the
+  // batch is written): rabbitmq-c sends each basic.publish's frames with
+  // MSG_MORE and flushes after each message, so without the cork a batch of
+  // n messages is n small segments, each a wake-up and a read for the broker.
+  // Released (the rest flushed) before the wait for the confirms, and on any
+  // exit; never touches a socket the connection has dropped meanwhile.
+  class batch_cork {
+   public:
+    batch_cork(session& c, bool on) noexcept : c_(c) {
+#ifdef TCP_CORK
+      if (!on || !c_.state_) return;
+      const int fd = amqp_get_sockfd(c_.state_);
+      const int one = 1;
+      if (fd >= 0 && ::setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one) == 0) {
+        fd_ = fd;
+        state_ = c_.state_;
+      }
+#else
+      (void)on;
+#endif
+    }
+    batch_cork(const batch_cork&) = delete;
+    batch_cork& operator=(const batch_cork&) = delete;
+    ~batch_cork() { release(); }
+    void release() noexcept {
+#ifdef TCP_CORK
+      if (fd_ < 0) return;
+      const int fd = std::exchange(fd_, -1);
+      if (c_.state_ != state_ || amqp_get_sockfd(c_.state_) != fd) return;  // dropped: not ours any more
+      const int zero = 0;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+#endif
+    }
+
+   private:
+    session& c_;
+    int fd_ = -1;
+    amqp_connection_state_t state_ = nullptr;
+  };
 
   // What basic.publish would refuse, as encoding_error, before anything is
   // sent (`headers`: the header table too, for a batch).
