@@ -9,6 +9,10 @@
 // Waiters are observed through stats() (eventually(), which yields): no
 // sleeps, no timed assertions. The one timeout used (1 ms) only has to expire.
 
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/io_context.hpp>
@@ -429,4 +433,47 @@ TEST_CASE("max_total: resize() and set_limit-style changes keep working with a c
   a2.release();
   b.release();
   CHECK(g["c"].try_acquire().has_value());
+}
+
+TEST_CASE("max_total: a forked child's group starts afresh under the same cap", "[max_total][fork]") {
+  if (respool_test::sanitized) return;  // (TSan cannot follow a fork of a multi-threaded parent)
+  Factory f;
+  Group g(2, f.get());
+  g.set_max_total(2);
+  auto a = g["a"].acquire();
+  auto b = g["b"].acquire();
+  // A parent thread waits at the cap while the parent forks.
+  auto for_c = std::async(std::launch::async, [&] { return g["c"].acquire(); });
+  REQUIRE(eventually([&] { return g["c"].stats().waiting == 1; }));
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::alarm(20);  // watchdog: a deadlock ends in SIGALRM
+    int code = 0;
+    try {
+      if (g.max_total() != 2) code = 1;
+      // The parent's pools and cap are gone: two keys fit, a third is refused by the cap.
+      auto x = g["a"].acquire(0s);
+      auto y = g["c"].acquire(0s);
+      try {
+        g["d"].acquire(0s);
+        code = 2;
+      } catch (const respool::limit_exceeded& e) {
+        if (!e.group_cap()) code = 3;
+      }
+      y.release();
+      auto z = g["d"].acquire(0s);  // closes c's idle one
+      g.reset();
+    } catch (...) {
+      code = 4;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+  }
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  a.release();  // the parent goes on: its waiter is served
+  CHECK(*for_c.get() == 3);
 }
