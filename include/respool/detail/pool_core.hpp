@@ -442,6 +442,7 @@ class pool_core {
       std::unique_lock<std::mutex> lock(mutex_);
       bool create = false;
       acquire_result r = start_acquire_locked(nullptr, s, where, t0);
+      if (r == acquire_result::no_capacity) ++timeouts_;  // (the cap was lifted meanwhile)
       if (r != acquire_result::capped) return r;
       try {
         s = acquire_capped(lock, false, clock::time_point::max(), {}, create, where, t0, false);
