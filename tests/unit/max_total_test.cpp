@@ -80,7 +80,7 @@ std::size_t total(Group& g, const std::vector<std::string>& keys) {
 
 }  // namespace
 
-TEST_CASE("max_total: off by default; the cap holds across keys", "[max_total]") {
+TEST_CASE("max_total: off by default, and then the cap holds across keys", "[max_total]") {
   Factory f;
   Group g(4, f.get());
   CHECK(g.max_total() == 0);
