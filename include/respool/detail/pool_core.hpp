@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -1717,7 +1718,8 @@ class group_cap : public std::enable_shared_from_this<group_cap<T>> {
   void set_max_total(std::size_t max_total) noexcept {
     std::unique_lock<std::mutex> cap_lock(mutex_);
     max_total_.store(max_total);
-    while (total_.load() > max_total_.load() && close_oldest_idle_locked(cap_lock, nullptr)) {
+    while (total_.load() > max_total_.load() &&
+           close_oldest_idle_locked(cap_lock, nullptr, std::numeric_limits<std::uint64_t>::max())) {
     }
     dispatch_locked(cap_lock);
   }
@@ -1779,7 +1781,8 @@ class group_cap : public std::enable_shared_from_this<group_cap<T>> {
           continue;
         }
       }
-      if (!close_oldest_idle_locked(cap_lock, best)) return;  // nothing idle elsewhere: they wait
+      if (!close_oldest_idle_locked(cap_lock, best, best_ticket))
+        return;  // nothing idle elsewhere: they wait
     }
   }
 
@@ -1802,14 +1805,19 @@ class group_cap : public std::enable_shared_from_this<group_cap<T>> {
 
  private:
   // Close the oldest idle resource of a pool other than `except`, with the
-  // cap's mutex released during the close. False if there was none.
-  bool close_oldest_idle_locked(std::unique_lock<std::mutex>& cap_lock, pool_core<T>* except) noexcept {
+  // cap's mutex released during the close. False if there was none. A pool
+  // whose longest waiter came before `ticket` (the waiter the room is made
+  // for) keeps its idle resources: they are that waiter's (given back
+  // after the dispatch looked at that pool, its own dispatch serves it).
+  bool close_oldest_idle_locked(std::unique_lock<std::mutex>& cap_lock, pool_core<T>* except,
+                                std::uint64_t ticket) noexcept {
     pool_core<T>* victim = nullptr;
     std::uint64_t oldest = 0;
     for (pool_core<T>* p : pools_) {
       if (p == except) continue;
       std::lock_guard<std::mutex> lock(p->mutex_);
       if (p->shut_ || p->idle_.empty()) continue;
+      if (p->waiters_head_ != nullptr && p->waiters_head_->ticket < ticket) continue;
       if (victim == nullptr || p->idle_.front()->idle_seq < oldest) {
         victim = p;
         oldest = p->idle_.front()->idle_seq;
@@ -1819,8 +1827,10 @@ class group_cap : public std::enable_shared_from_this<group_cap<T>> {
     slot<T>* s;
     {
       std::lock_guard<std::mutex> lock(victim->mutex_);
-      if (victim->shut_ || victim->idle_.empty()) return true;  // taken meanwhile: the caller looks again
-      s = victim->idle_.front();                                // the bottom of its LIFO stack: its coldest
+      if (victim->shut_ || victim->idle_.empty() ||
+          (victim->waiters_head_ != nullptr && victim->waiters_head_->ticket < ticket))
+        return true;              // changed meanwhile: the caller looks again
+      s = victim->idle_.front();  // the bottom of its LIFO stack: its coldest
       victim->idle_.erase(victim->idle_.begin());
       victim->unlink_slot(s);
       ++victim->closed_;
