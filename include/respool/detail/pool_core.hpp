@@ -1029,6 +1029,7 @@ class pool_core {
     units_ = 0;
     in_cap_list_ = false;
     in_wait_list_ = false;
+    capped_.store(false, std::memory_order_relaxed);
     slow_release_.store(timed_.load(std::memory_order_relaxed), std::memory_order_relaxed);
     generation_.store(now, std::memory_order_release);
   }
@@ -1088,7 +1089,14 @@ class pool_core {
   // Back from a lease (or a failed prepare): to the longest waiter, to the
   // idle stack, or closed if the pool is closed or over its limit.
   void release(slot<T>* s) noexcept {
-    if (slow_release_.load(std::memory_order_relaxed)) return release_slow(s);
+    // (A release that read these flags just before the pool joined a
+    // group's cap takes the uncapped path: it serves this pool's waiters,
+    // but may leave its resource idle without a dispatch for another key's
+    // waiter until the group's next release, discard or close. Only the
+    // first set_max_total() of a group with leases out can cause it; the
+    // hot path stays what it was.)
+    if (slow_release_.load(std::memory_order_relaxed))
+      return capped_.load(std::memory_order_relaxed) ? release_slow<true>(s) : release_slow<false>(s);
     bool close_it = false;
     bool delete_it = false;
     bool delete_self = false;
@@ -1146,12 +1154,16 @@ class pool_core {
   // the idle stack and the group's dispatch (after the lock) serves the
   // longest waiter across keys (of this key, or of another after closing
   // the oldest idle resource to make room).
+  //
+  // Capped false: policies on, no cap (timed is a constant: the path of the
+  // policies is what it was); true: in a group's cap, policies on or off.
+  template <bool Capped>
   [[gnu::noinline]] void release_slow(slot<T>* s) noexcept {
     bool close_it = false;
     bool delete_it = false;
     bool delete_self = false;
     // (set_policy() may switch them off meanwhile: the zero policy does nothing)
-    const bool timed = timed_.load(std::memory_order_relaxed);
+    const bool timed = Capped ? timed_.load(std::memory_order_relaxed) : true;
     const clock::time_point t = timed ? now() : clock::time_point{};
     return_note note;
     slot<T>* cold = nullptr;
@@ -1175,7 +1187,7 @@ class pool_core {
         unlink_slot(s);
         close_it = true;
         grant_capacity_locked();
-      } else if (cap_ && cap_->waiting() > 0) {
+      } else if (Capped && cap_ && cap_->waiting() > 0) {
         // Someone in the group waits: the group's dispatch decides (below).
         if (timed) s->last_used = t;
         s->idle_seq = cap_->next_idle_seq();
@@ -1210,11 +1222,11 @@ class pool_core {
         serve_idle_locked();
       } else {
         if (timed) s->last_used = t;
-        if (cap_) s->idle_seq = cap_->next_idle_seq();
+        if (Capped && cap_) s->idle_seq = cap_->next_idle_seq();
         idle_.push_back(s);
       }
       if (timed && !shut_) cold = take_cold_locked(t);
-      wake = cap_wake_locked();
+      if (Capped) wake = cap_wake_locked();
       if (close_it) ++sync_refs_;  // the close hook is a member: keep the core until it returns
       if (cold) ++sync_refs_;
       delete_self = should_delete_locked();
@@ -1313,6 +1325,9 @@ class pool_core {
   // The coldest idle resource (the bottom of the LIFO stack), taken out if expired.
   slot<T>* take_cold_locked(clock::time_point t) {
     if (idle_.empty() || !expired_locked(idle_.front(), t)) return nullptr;
+    return take_coldest_locked();
+  }
+  [[gnu::noinline]] slot<T>* take_coldest_locked() {
     slot<T>* c = idle_.front();
     idle_.erase(idle_.begin());
     unlink_slot(c);
@@ -1591,7 +1606,8 @@ class pool_core {
   std::string name_;                       // under mutex_
   std::any executor_;                      // under mutex_
   std::atomic<bool> timed_{false};         // a policy needs the clock (written under mutex_)
-  std::atomic<bool> slow_release_{false};  // timed_ or capped: release() takes release_slow() (mutex_)
+  std::atomic<bool> slow_release_{false};  // timed_ or capped_: release() takes release_slow() (mutex_)
+  std::atomic<bool> capped_{false};        // cap_ is set (written with it)
   // The group's cap (PoolGroup::set_max_total), or none; written under
   // mutex_ with the cap's mutex held too (group_cap::join / lift).
   std::shared_ptr<group_cap<T>> cap_;
@@ -1677,6 +1693,7 @@ class group_cap : public std::enable_shared_from_this<group_cap<T>> {
       waiting_.push_back(p);
       p->in_wait_list_ = true;
     }
+    p->capped_.store(true, std::memory_order_relaxed);
     p->slow_release_.store(true, std::memory_order_relaxed);
   }
 
@@ -1705,6 +1722,7 @@ class group_cap : public std::enable_shared_from_this<group_cap<T>> {
       p->units_ = 0;
       p->in_cap_list_ = p->in_wait_list_ = false;
       p->cap_.reset();  // (the group still holds this cap)
+      p->capped_.store(false, std::memory_order_relaxed);
       p->slow_release_.store(p->timed_.load(std::memory_order_relaxed), std::memory_order_relaxed);
       p->grant_capacity_locked();  // uncapped now: room under its own limit goes to its waiters
     }
