@@ -112,10 +112,21 @@ class async_acquire_op final : public waiter<T>,
     generation_ = fork_generation();
     slot<T>* s = nullptr;
     {
-      std::lock_guard<std::mutex> lock(core_->mutex());
+      std::unique_lock<std::mutex> lock(core_->mutex());
       core_->add_async_ref_locked();
       const bool wait = timeout > async_clock::duration::zero();
-      switch (core_->start_acquire_locked(wait ? this : nullptr, s, this->where, t0_)) {
+      acquire_result r = core_->start_acquire_locked(wait ? this : nullptr, s, this->where, t0_);
+      bool counted = false;
+      if (r == acquire_result::capped) {
+        // A pool of a group with max_total: queue through the group (its
+        // waiters are served oldest first across keys); arm() runs under
+        // the pool lock before anyone can serve us.
+        lock.unlock();
+        r = core_->start_async_capped(this, wait, s, this->where, t0_, [&] { arm(timeout); });
+        if (r == acquire_result::queued) return;
+        counted = true;  // a zero-wait refusal was counted by the pool
+      }
+      switch (r) {
         case acquire_result::slot:
           this->state = wait_state::granted_slot;
           this->granted = s;
@@ -127,37 +138,16 @@ class async_acquire_op final : public waiter<T>,
           this->state = wait_state::closed;
           break;
         case acquire_result::no_capacity:
-          core_->count_timeout_locked();
+          if (!counted) core_->count_timeout_locked();
           this->state = wait_state::timed_out;
           no_wait_ = true;
           break;
+        case acquire_result::capped:
+          break;  // not after start_async_capped()
         case acquire_result::queued:
           // Still under the pool lock: nobody can serve us before the timer
           // and the cancellation handler are in place.
-          keep_alive_ = this->shared_from_this();
-          if (timeout != no_timeout) {
-            timer_.emplace(work_.get_executor());
-            timer_->expires_after(timeout);
-            timer_->async_wait([self = this->shared_from_this()](const boost::system::error_code& ec) {
-              if (ec) return;
-              if (!self->inherited()) {
-                self->core_->withdraw(self.get(), wait_state::timed_out);
-              } else if (self->keep_alive_) {
-                // Queued in the parent, expired in a forked child: nobody
-                // here will serve it, so it completes (with pool_closed).
-                post_completion(std::move(self->keep_alive_));
-              }
-            });
-          }
-          if (slot_.is_connected()) {
-            slot_.assign([this](boost::asio::cancellation_type type) {
-              if (type == boost::asio::cancellation_type::none) return;
-              if (!inherited())
-                core_->withdraw(this, wait_state::cancelled);
-              else if (keep_alive_)
-                post_completion(std::move(keep_alive_));  // as the timer above
-            });
-          }
+          arm(timeout);
           return;
       }
     }
@@ -168,6 +158,34 @@ class async_acquire_op final : public waiter<T>,
   void notify() override { post_completion(std::move(keep_alive_)); }
 
  private:
+  // Queued: under the pool lock, set up what serves, expires or cancels us.
+  void arm(async_clock::duration timeout) {
+    keep_alive_ = this->shared_from_this();
+    if (timeout != no_timeout) {
+      timer_.emplace(work_.get_executor());
+      timer_->expires_after(timeout);
+      timer_->async_wait([self = this->shared_from_this()](const boost::system::error_code& ec) {
+        if (ec) return;
+        if (!self->inherited()) {
+          self->core_->withdraw(self.get(), wait_state::timed_out);
+        } else if (self->keep_alive_) {
+          // Queued in the parent, expired in a forked child: nobody
+          // here will serve it, so it completes (with pool_closed).
+          post_completion(std::move(self->keep_alive_));
+        }
+      });
+    }
+    if (slot_.is_connected()) {
+      slot_.assign([this](boost::asio::cancellation_type type) {
+        if (type == boost::asio::cancellation_type::none) return;
+        if (!inherited())
+          core_->withdraw(this, wait_state::cancelled);
+        else if (keep_alive_)
+          post_completion(std::move(keep_alive_));  // as the timer above
+      });
+    }
+  }
+
   static void post_completion(std::shared_ptr<async_acquire_op> self) {
     auto executor = self->work_.get_executor();
     boost::asio::post(executor, [self = std::move(self)]() mutable { self->complete(); });

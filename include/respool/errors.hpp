@@ -113,6 +113,12 @@ struct limit_details {
   std::size_t in_use = 0;   // resources leased out (or being created) at that moment
   std::size_t waiting = 0;  // other acquirers queued at that moment
   bool known = false;       // true when in_use / waiting were filled in by the pool
+  // The group's cap (PoolGroup::set_max_total, pools::set_max_total) was
+  // what was reached, not the pool's own limit: `limit` is max_total,
+  // in_use / waiting count the whole group, pool_in_use / pool_waiting this pool.
+  bool group = false;
+  std::size_t pool_in_use = 0;
+  std::size_t pool_waiting = 0;
 };
 
 class limit_exceeded : public virtual error {
@@ -122,15 +128,20 @@ class limit_exceeded : public virtual error {
         limit_(limit),
         waited_(waited),
         in_use_(details.in_use),
-        waiting_(details.waiting) {}
+        waiting_(details.waiting),
+        group_(details.group) {}
 
-  // The pool's limit when the acquire gave up.
+  // The pool's limit when the acquire gave up (the group's max_total if group_cap()).
   std::size_t limit() const noexcept { return limit_; }
   // How long the caller waited before giving up (zero for a non-waiting acquire).
   std::chrono::nanoseconds waited() const noexcept { return waited_; }
   // Resources in use and acquirers waiting when the pool refused (0 if not known).
   std::size_t in_use() const noexcept { return in_use_; }
   std::size_t waiting() const noexcept { return waiting_; }
+  // True if the pool had room but its group was at max_total (no idle
+  // resource of another key to close): limit() is then max_total, and
+  // in_use() / waiting() count the whole group.
+  bool group_cap() const noexcept { return group_; }
 
   // "connection pool limit of 10 exceeded after waiting 250.1 ms (pool
   // amqp://guest:**@host:5672//: 10 in use, 3 waiting); raise the limit
@@ -140,9 +151,17 @@ class limit_exceeded : public virtual error {
   static std::string describe(const char* what, std::size_t limit, std::chrono::nanoseconds waited,
                               const limit_details& details = {}) {
     using std::chrono::duration_cast;
-    std::string text = std::string(what) + " limit of " + std::to_string(limit) + " exceeded";
+    std::string text = std::string(what) + (details.group ? " group max_total of " : " limit of ") +
+                       std::to_string(limit) + " exceeded";
     std::string facts;
-    if (details.known) {
+    if (details.known && details.group) {
+      // "... group max_total of 8 exceeded after waiting 1.2 ms (group: 8 in
+      // use, 3 waiting; pool X: 2 in use, 1 waiting); raise max_total ..."
+      facts += "group: " + std::to_string(details.in_use) + " in use, " + std::to_string(details.waiting) +
+               " waiting; " + (details.pool.empty() ? std::string("this pool") : "pool " + details.pool) +
+               ": " + std::to_string(details.pool_in_use) + " in use, " +
+               std::to_string(details.pool_waiting) + " waiting";
+    } else if (details.known) {
       if (!details.pool.empty()) facts += "pool " + details.pool + ": ";
       facts += std::to_string(details.in_use) + " in use, " + std::to_string(details.waiting) + " waiting";
     }
@@ -153,7 +172,12 @@ class limit_exceeded : public virtual error {
     } else {
       text += facts.empty() ? " (did not wait)" : " (did not wait; " + facts + ")";
     }
-    if (details.known) {
+    if (details.known && details.group) {
+      text +=
+          "; no idle resource of another key was left to close: raise max_total "
+          "(PoolGroup::set_max_total(), pools::set_max_total()) or look for leases held too long "
+          "(PoolPolicy::leak_threshold)";
+    } else if (details.known) {
       text +=
           "; raise the limit (resize(), pools::set_limit()) or look for leases held too long "
           "(PoolPolicy::leak_threshold)";
@@ -168,13 +192,15 @@ class limit_exceeded : public virtual error {
         limit_(limit),
         waited_(waited),
         in_use_(details.in_use),
-        waiting_(details.waiting) {}
+        waiting_(details.waiting),
+        group_(details.group) {}
 
  private:
   std::size_t limit_;
   std::chrono::nanoseconds waited_;
   std::size_t in_use_ = 0;
   std::size_t waiting_ = 0;
+  bool group_ = false;
 };
 
 // A wait with a timeout expired.

@@ -12,13 +12,36 @@
 #include <mutex>
 #include <new>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "respool/detail/globals.hpp"
 #include "respool/detail/parallel.hpp"
+#include "respool/detail/pool_core.hpp"
+#include "respool/resource.hpp"
 
 namespace respool {
+
+namespace detail {
+// Whether a group of Pool can have a max_total: Pool is a Resource<T> (or derives from one).
+template <class Pool, class = void>
+struct group_cap_traits {
+  static constexpr bool capable = false;
+  struct cap_type {
+    explicit cap_type(std::size_t) {}
+  };
+};
+template <class Pool>
+struct group_cap_traits<Pool,
+                        std::enable_if_t<std::is_base_of<Resource<typename Pool::value_type>, Pool>::value>> {
+  static constexpr bool capable = true;
+  using cap_type = group_cap<typename Pool::value_type>;
+  static pool_core<typename Pool::value_type>* core(const Pool& pool) noexcept {
+    return resource_access::core(static_cast<const Resource<typename Pool::value_type>&>(pool));
+  }
+};
+}  // namespace detail
 
 // Sentinel accepted wherever a limit is: follow the global default limit
 // (respool::pools::set_limit / get_limit), including later changes.
@@ -42,6 +65,13 @@ inline constexpr use_default_limit_t use_default_limit{};
 // resources outside that mutex, so lookups never wait for their I/O.
 // After fork(), the child's group starts empty: pools inherited from the
 // parent are abandoned, never closed or touched.
+//
+// A cap across keys (set_max_total, off by default): at most max_total
+// resources in all the pools together; at the cap, a key that needs a new
+// resource first closes the oldest idle resource of another key, and if
+// none is idle its acquirer waits, the group's waiters being served first
+// come, first served across keys (see set_max_total). Needs pools derived
+// from Resource<T> (ConnectionPool and ProducerPool are).
 template <class Key, class Pool>
 class PoolGroup {
  public:
@@ -130,7 +160,61 @@ class PoolGroup {
   // True if the group follows the global default limit.
   bool follows_default_limit() const noexcept { return follows_default_.load(std::memory_order_relaxed); }
 
+  // Cap the resources of all the pools together at `max_total` (0 = no cap,
+  // the default; commons-pool2's maxTotal). Each pool keeps its own limit
+  // too. At the cap, an acquire that needs a new resource first closes the
+  // oldest idle resource of another key (clearOldest), outside every lock;
+  // if nothing is idle anywhere it waits (within its timeout; a zero
+  // timeout or try_acquire() does not) and a release, discard or close in
+  // any pool of the group serves the group's longest waiter, whatever its
+  // key (first come, first served across keys; while anyone in the group
+  // waits, a capped pool hands resources out in that order, with no
+  // barging). An expired wait says the group's max_total was the limit
+  // (limit_exceeded::group_cap()). Lowering it closes idle resources,
+  // oldest first, until the group is within it; resources in use are not
+  // touched (new ones wait until enough are given back). Applies to the
+  // pools there now and to those made later; survives reset() and, in a
+  // forked child, fork(). With no cap, the pools cost what they did.
+  // Lock order: the group's mutexes, then the cap's, then one pool's.
+  void set_max_total(std::size_t max_total) {
+    static_assert(cap_traits::capable,
+                  "PoolGroup::set_max_total needs pools derived from respool::Resource<T>");
+    check_fork();
+    std::lock_guard<std::mutex> resizing(resize_mutex_);
+    std::shared_ptr<cap_type> cap;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      max_total_.store(max_total, std::memory_order_release);
+      if (max_total == 0) {
+        cap = std::move(cap_);
+        cap_.reset();
+      } else if (cap_) {
+        cap = cap_;
+      } else {
+        cap = std::make_shared<cap_type>(max_total);
+        for (node* n : entries(table_.load(std::memory_order_relaxed))) cap->join(cap_traits::core(*n->pool));
+        cap_ = cap;  // pools made from now on join it (make_pool)
+      }
+    }
+    if constexpr (cap_traits::capable) {
+      if (max_total == 0) {
+        if (cap) cap->lift();
+      } else {
+        cap->set_max_total(max_total);  // closes idle resources over it (outside the group's mutex)
+      }
+    }
+  }
+
+  // The cap across keys (0 = none).
+  std::size_t max_total() const {
+    const_cast<PoolGroup*>(this)->check_fork();
+    return max_total_.load(std::memory_order_acquire);
+  }
+
  private:
+  using cap_traits = detail::group_cap_traits<Pool>;
+  using cap_type = typename cap_traits::cap_type;
+
   struct hasher {
     std::size_t operator()(const Key& k) const noexcept(noexcept(std::hash<Key>{}(k))) {
       return std::hash<Key>{}(k);
@@ -208,6 +292,9 @@ class PoolGroup {
     }
     lock.lock();
     done_pending();
+    if constexpr (cap_traits::capable) {
+      if (cap_) cap_->join(cap_traits::core(*made->pool));  // before anyone can find it
+    }
     table* t = table_.load(std::memory_order_relaxed);
     if ((t->count + 1) * 2 > t->mask + 1) t = grow(t);
     node* n = made.get();
@@ -334,6 +421,9 @@ class PoolGroup {
     // A set_limit() of the parent may have been half-way through this group.
     if (follows_default_.load(std::memory_order_relaxed))
       limit_.store(detail::default_limit(), std::memory_order_relaxed);
+    // The parent's cap is abandoned with its pools (forget()); the child's pools get a new one.
+    if (const std::size_t max_total = max_total_.load(std::memory_order_relaxed))
+      cap_ = std::make_shared<cap_type>(max_total);
     generation_.store(now, std::memory_order_release);
   }
 
@@ -349,6 +439,7 @@ class PoolGroup {
     ::new (static_cast<void*>(&pending_)) std::vector<pending_key>;
     ::new (static_cast<void*>(&nodes_)) std::vector<std::unique_ptr<node>>;
     ::new (static_cast<void*>(&tables_)) std::vector<std::unique_ptr<table>>;
+    ::new (static_cast<void*>(&cap_)) std::shared_ptr<cap_type>;
     table_.store(new_table(initial_capacity), std::memory_order_release);
   }
 
@@ -368,6 +459,8 @@ class PoolGroup {
   std::vector<std::unique_ptr<node>> nodes_;    // every entry made (reset ones too: references stay valid)
   std::atomic<std::size_t> limit_;
   std::atomic<bool> follows_default_;
+  std::shared_ptr<cap_type> cap_;          // the cap across keys, or none (mutex_)
+  std::atomic<std::size_t> max_total_{0};  // 0 = no cap
   factory_type factory_;
   std::atomic<std::uint32_t> generation_;
 };

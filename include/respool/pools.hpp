@@ -164,6 +164,8 @@ class group_handle {
   std::size_t size() const { return Get().size(); }
   void reset() const { Get().reset(); }
   bool follows_default_limit() const { return Get().follows_default_limit(); }
+  void set_max_total(std::size_t max_total) const { Get().set_max_total(max_total); }
+  std::size_t max_total() const { return Get().max_total(); }
 };
 
 // The process-wide groups; they follow the global limit.
@@ -178,6 +180,26 @@ inline constexpr group_handle<Producers, &respool::detail::global_producers> pro
 inline std::size_t set_limit(std::size_t limit, bool force = false) {
   return respool::detail::set_default_limit(limit, force);
 }
+
+// Cap the connections of all the pools of pools::connections together at
+// `max_total`, and the producers of pools::producers likewise (0 = no cap,
+// the default). set_limit bounds each pool (each key); without a cap a
+// process may open limit x keys connections. At the cap, an acquire that
+// needs a new connection first closes the oldest idle connection of
+// another key; if none is idle it waits (within its timeout) and the
+// longest waiter of the group, whatever its key, is served first. An
+// expired wait throws connection_acquire_timeout naming the group's
+// max_total (limit_exceeded::group_cap()). Lowering it closes idle
+// connections, oldest first, until within it. Returns the new cap. See
+// PoolGroup::set_max_total.
+inline std::size_t set_max_total(std::size_t max_total) {
+  connections.set_max_total(max_total);
+  producers.set_max_total(max_total);
+  return max_total;
+}
+
+// The cap of the process-wide groups (0 = none, the default).
+inline std::size_t get_max_total() { return connections.max_total(); }
 
 // The production policies (respool/pool_policy.hpp: idle_timeout,
 // max_lifetime, validation_bypass, leak_threshold, min_idle, observer) of

@@ -18,6 +18,19 @@
 
 namespace respool {
 
+template <class T>
+class Resource;
+
+namespace detail {
+// How PoolGroup reaches a pool's core (to put it under the group's max_total).
+struct resource_access {
+  template <class T>
+  static pool_core<T>* core(const Resource<T>& pool) noexcept {
+    return pool.core();
+  }
+};
+}  // namespace detail
+
 // A pool of up to `limit` resources of type T, created lazily by a factory,
 // handed out as Lease<T> and reused LIFO (warmest first). Waiters are served
 // first come, first served, synchronous and asynchronous ones in one queue.
@@ -188,6 +201,8 @@ class Resource {
   }
 
  private:
+  friend struct detail::resource_access;
+
   static detail::pool_core<T>* make_core(
       Options& o, bool connection_errors = false,
       std::function<void(T&, const detail::acquire_deadline&)> prepare_until = {}) {

@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <limits>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <string>
@@ -64,6 +66,7 @@ struct slot {
   bool retire = false;         // expired when handed out: close it instead
   bool skip_validate = false;  // used less than validation_bypass ago
   bool leak_reported = false;
+  std::uint64_t idle_seq = 0;  // in a capped group: when it went idle (group_cap's order)
   // The policies' bookkeeping (PoolPolicy), after the fields every hand-out
   // touches; written under the pool lock, except created_at/jitter (before
   // the slot is published) and retire/skip_validate (by the acquirer that
@@ -85,6 +88,7 @@ struct waiter {
   waiter* next = nullptr;
   wait_state state = wait_state::waiting;
   slot<T>* granted = nullptr;
+  std::uint64_t ticket = 0;  // in a capped group: its place in the group's queue (group_cap)
   std::chrono::steady_clock::time_point queued_at{};  // the pool's clock
   acquire_site where{};
   // Sync waiters only (barging, see pool_core::release): parked_at is when
@@ -138,11 +142,18 @@ struct pool_hooks {
   std::chrono::nanoseconds starvation_threshold = std::chrono::milliseconds(1);
 };
 
-// What an acquire attempt got while holding the lock.
-enum class acquire_result { slot, create, queued, closed, no_capacity };
+// What an acquire attempt got while holding the lock. `capped`: nothing at
+// hand in a pool of a group with max_total; the caller queues through the
+// group (group_cap), never in the pool alone.
+enum class acquire_result { slot, create, queued, closed, no_capacity, capped };
+
+template <class T>
+class group_cap;
 
 template <class T>
 class pool_core {
+  friend class group_cap<T>;
+
  public:
   using clock = std::chrono::steady_clock;
 
@@ -193,6 +204,9 @@ class pool_core {
             break;
           }
           refuse_locked(lock);
+        case acquire_result::capped:
+          s = acquire_capped(lock, wait, deadline, start, create, where, t0);
+          break;
       }
     }
     return finish_acquire(s, create, acquire_deadline{wait, deadline}, true, where, t0);
@@ -201,14 +215,25 @@ class pool_core {
   // acquire(false, ...) on a full pool: throw limit_exceeded (out of line,
   // so that the hand-out path stays small).
   [[noreturn, gnu::noinline, gnu::cold]] void refuse_locked(std::unique_lock<std::mutex>& lock) {
+    throw_refusal(lock, std::chrono::nanoseconds(0), false);
+  }
+
+  // Count a refusal (zero wait) or an expired wait and throw its
+  // limit_exceeded, releasing the lock first. When the pool had room but its
+  // group was at max_total, the error names the group cap and its counts.
+  [[noreturn, gnu::noinline, gnu::cold]] void throw_refusal(std::unique_lock<std::mutex>& lock,
+                                                            std::chrono::nanoseconds waited, bool timed) {
     ++timeouts_;
-    const std::size_t limit = limit_;
+    std::size_t limit = limit_;
     const bool connection_errors = hooks_.connection_errors;
     limit_details details = details_locked();
+    std::shared_ptr<group_cap<T>> cap;
+    if (cap_ && (limit_ == 0 || total_locked() < limit_)) cap = cap_;  // the group's cap was the limit
     PoolObserver* observer = observer_.load(std::memory_order_acquire);
     lock.unlock();  // from here on the core may be gone (a Resource destroyed concurrently)
+    if (cap) limit = cap->describe(details);
     if (observer) observer->on_timeout();
-    throw_limit_exceeded(connection_errors, limit, std::chrono::nanoseconds(0), false, details);
+    throw_limit_exceeded(connection_errors, limit, waited, timed, details);
   }
 
   // acquire()'s slow path, under the lock: queue behind earlier waiters and
@@ -224,6 +249,13 @@ class pool_core {
     // meanwhile wakes it with pool_closed, and the core lives until it has
     // let go of the mutex (the last one out deletes it).
     ++sync_refs_;
+    return sleep_locked(lock, w, deadline, start, create);
+  }
+
+  // wait_locked()'s sleep, for a queued `w` whose thread holds a sync_refs_
+  // reference (dropped here).
+  slot<T>* sleep_locked(std::unique_lock<std::mutex>& lock, sync_waiter<T>& w, clock::time_point deadline,
+                        clock::time_point start, bool& create) {
     while (w.state == wait_state::waiting) {
       if (w.woken && take_woken_locked(&w)) break;  // barging mode: it was told to come
       if (deadline == clock::time_point::max()) {
@@ -233,15 +265,8 @@ class pool_core {
         unlink_waiter(&w);
         serve_idle_locked();  // it may have been the one told to take an idle resource
         w.state = wait_state::timed_out;
-        ++timeouts_;
         --sync_refs_;
-        const std::size_t limit = limit_;
-        const bool connection_errors = hooks_.connection_errors;
-        limit_details details = details_locked();
-        PoolObserver* observer = observer_.load(std::memory_order_acquire);
-        lock.unlock();
-        if (observer) observer->on_timeout();
-        throw_limit_exceeded(connection_errors, limit, clock::now() - start, true, details);
+        throw_refusal(lock, clock::now() - start, true);
       }
     }
     --sync_refs_;
@@ -263,8 +288,15 @@ class pool_core {
     acquire_result r;
     clock::time_point t0{};
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      std::unique_lock<std::mutex> lock(mutex_);
       r = start_acquire_locked(nullptr, s, where, t0);
+      if (r == acquire_result::capped) {
+        bool create = false;
+        s = acquire_capped(lock, false, clock::time_point::max(), {}, create, where, t0, false);
+        r = s != nullptr ? acquire_result::slot
+            : create     ? acquire_result::create
+                         : acquire_result::no_capacity;
+      }
     }
     if (r == acquire_result::closed) throw pool_closed();
     if (r == acquire_result::no_capacity) return nullptr;
@@ -293,15 +325,183 @@ class pool_core {
     }
     if (waiters_head_ == nullptr) {
       if (limit_ == 0 || total_locked() < limit_) {
+        if (cap_ && !take_unit_locked(true)) return acquire_result::capped;
         ++in_use_;
         note_peak_locked();
         return acquire_result::create;
       }
     }
+    if (cap_) return acquire_result::capped;  // queue through the group (acquire_capped)
     if (w == nullptr) return acquire_result::no_capacity;
     w->where = where;
     link_waiter(w);
     return acquire_result::queued;
+  }
+
+  // ----- the group's cap (PoolGroup::set_max_total; see group_cap) -----------
+  //
+  // Lock order: a group_cap's mutex before a pool's; never two pools' at
+  // once; a thread holding a pool's mutex never takes the cap's (under it,
+  // a pool only uses the cap's atomics: taking and giving back units, the
+  // waiter count). Waiters of a capped pool queue with the cap's mutex held,
+  // each with a ticket from the group's one sequence, and are served by
+  // group_cap::dispatch(), oldest ticket first across the keys.
+
+  // acquire() / try_acquire() found nothing at hand in a capped pool: queue
+  // `w` through the group, let the group serve its waiters in order
+  // (closing the oldest idle resource of another key to make room if need
+  // be) and, if `wait`, sleep until served, closed or past `deadline`.
+  // Called and returns with `lock` (this pool's) held. Without `wait`, a
+  // refusal throws (`throw_on_refusal`) or returns nullptr with `create` false.
+  [[gnu::noinline]] slot<T>* acquire_capped(std::unique_lock<std::mutex>& lock, bool wait,
+                                            clock::time_point deadline, clock::time_point start, bool& create,
+                                            const acquire_site& where, clock::time_point& t0,
+                                            bool throw_on_refusal = true) {
+    sync_waiter<T> w;
+    w.where = where;
+    for (;;) {
+      std::shared_ptr<group_cap<T>> cap = cap_;
+      if (!cap) {  // the cap was lifted meanwhile: an ordinary acquire
+        slot<T>* s = nullptr;
+        switch (start_acquire_locked(nullptr, s, where, t0)) {
+          case acquire_result::slot:
+            return s;
+          case acquire_result::create:
+            create = true;
+            return nullptr;
+          case acquire_result::closed:
+            lock.unlock();
+            throw pool_closed();
+          default:
+            if (wait) return wait_locked(lock, deadline, start, create, where);
+            if (throw_on_refusal) refuse_locked(lock);
+            return nullptr;
+        }
+      }
+      lock.unlock();
+      std::unique_lock<std::mutex> cap_lock(cap->mutex_);
+      lock.lock();
+      if (cap_ != cap) {  // lifted or replaced meanwhile: start again
+        cap_lock.unlock();
+        continue;
+      }
+      slot<T>* s = nullptr;
+      switch (start_acquire_locked(nullptr, s, where, t0)) {
+        case acquire_result::slot:
+          return s;
+        case acquire_result::create:
+          create = true;
+          return nullptr;
+        case acquire_result::closed:
+          lock.unlock();
+          throw pool_closed();
+        default:
+          break;
+      }
+      // Without waiting, a pool at its own limit refuses at once (the group cannot help).
+      if (!wait && idle_.empty() && limit_ != 0 && total_locked() >= limit_) {
+        cap_lock.unlock();
+        if (throw_on_refusal) refuse_locked(lock);
+        return nullptr;
+      }
+      if (hooks_.starvation_threshold.count() > 0) w.parked_at = clock::now();
+      cap->enqueue_locked(this, &w);
+      ++sync_refs_;
+      lock.unlock();
+      cap->dispatch_locked(cap_lock);  // serves the group's waiters in order: maybe `w`
+      cap_lock.unlock();
+      lock.lock();
+      if (wait) return sleep_locked(lock, w, deadline, start, create);
+      --sync_refs_;
+      if (w.state == wait_state::waiting) {
+        unlink_waiter(&w);  // not served at once: refused
+        w.state = wait_state::timed_out;
+        if (throw_on_refusal) refuse_locked(lock);
+        return nullptr;
+      }
+      if (w.state == wait_state::closed) {
+        const bool delete_self = should_delete_locked();
+        lock.unlock();
+        if (delete_self) delete this;
+        throw pool_closed();
+      }
+      create = w.state == wait_state::granted_create;
+      return w.granted;
+    }
+  }
+
+  // An async acquire (async.hpp) that found nothing at hand in a capped
+  // pool: as acquire_capped(), for the operation `w` (queued only if
+  // `wait`; `on_queued` runs under the pool lock once it is, before anyone
+  // can serve it). Returns slot / create (s, state set by the caller),
+  // closed, no_capacity or queued (the operation is then served, closed or
+  // withdrawn later, by notify()).
+  template <class OnQueued>
+  acquire_result start_async_capped(waiter<T>* w, bool wait, slot<T>*& s, const acquire_site& where,
+                                    clock::time_point& t0, OnQueued&& on_queued) {
+    if (!wait) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      bool create = false;
+      acquire_result r = start_acquire_locked(nullptr, s, where, t0);
+      if (r == acquire_result::no_capacity) ++timeouts_;  // (the cap was lifted meanwhile)
+      if (r != acquire_result::capped) return r;
+      try {
+        s = acquire_capped(lock, false, clock::time_point::max(), {}, create, where, t0, false);
+      } catch (const pool_closed&) {
+        return acquire_result::closed;
+      }
+      if (s != nullptr) return acquire_result::slot;
+      if (create) return acquire_result::create;
+      ++timeouts_;  // as the sync zero-wait acquire counts its refusal
+      return acquire_result::no_capacity;
+    }
+    for (;;) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      std::shared_ptr<group_cap<T>> cap = cap_;
+      if (!cap) {
+        acquire_result r = start_acquire_locked(w, s, where, t0);
+        if (r == acquire_result::queued) on_queued();
+        return r;
+      }
+      lock.unlock();
+      std::unique_lock<std::mutex> cap_lock(cap->mutex_);
+      lock.lock();
+      if (cap_ != cap) continue;
+      acquire_result r = start_acquire_locked(nullptr, s, where, t0);
+      if (r != acquire_result::capped) return r;
+      w->where = where;
+      cap->enqueue_locked(this, w);
+      on_queued();
+      lock.unlock();
+      cap->dispatch_locked(cap_lock);
+      return acquire_result::queued;
+    }
+  }
+
+  // Under the lock, in a capped pool: take one of the group's units (room
+  // for one more resource). A newcomer never takes one while anyone in the
+  // group waits (they are served first, in order).
+  bool take_unit_locked(bool newcomer) noexcept {
+    if (!cap_->try_take(newcomer)) return false;
+    ++units_;
+    return true;
+  }
+
+  // Under the lock, in a capped pool: give the group back the units of
+  // resources this pool no longer has (closed, discarded, reservations dropped).
+  void return_units_locked() noexcept {
+    const std::size_t total = total_locked();
+    if (units_ > total) {
+      cap_->give_back(units_ - total);
+      units_ = total;
+    }
+  }
+
+  // Under the lock, at the end of a change: the cap to dispatch once the
+  // lock is released (anyone waiting in the group may be served now), or nothing.
+  std::shared_ptr<group_cap<T>> cap_wake_locked() const noexcept {
+    if (cap_ && cap_->waiting() > 0) return cap_;
+    return nullptr;
   }
 
   // Outside the lock: create (if `create`) or validate `s`, then prepare it.
@@ -358,6 +558,7 @@ class pool_core {
     bool close_it;
     bool delete_it;
     slot<T>* next = nullptr;
+    std::shared_ptr<group_cap<T>> wake;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       close_it = !s->dead;
@@ -373,10 +574,12 @@ class pool_core {
         idle_.pop_back();
         if (timed_.load(std::memory_order_relaxed)) handout_locked(next, now(), where);
         grant_capacity_locked();  // one resource fewer in all: room for a waiter's create
+        wake = cap_wake_locked();
       }
     }
     if (close_it) close_quietly(s->value);
     if (delete_it) delete s;
+    if (wake) wake->dispatch();
     return next;
   }
 
@@ -386,6 +589,10 @@ class pool_core {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       ++in_use_;
+      if (cap_) {  // (a pool joins its group after its constructor: not reached today)
+        cap_->force_take();
+        ++units_;
+      }
     }
     return create_slot(nullptr);
   }
@@ -446,6 +653,7 @@ class pool_core {
     return_note note;
     const bool timed = timed_.load(std::memory_order_relaxed);
     const clock::time_point t = timed ? now() : clock::time_point{};
+    std::shared_ptr<group_cap<T>> wake;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       --in_use_;
@@ -461,6 +669,7 @@ class pool_core {
         }
       }
       grant_capacity_locked();
+      wake = cap_wake_locked();
       if (close_it) ++sync_refs_;  // the close hook is a member: keep the core until it returns
       delete_self = should_delete_locked();
     }
@@ -471,6 +680,7 @@ class pool_core {
     }
     delete s;
     if (delete_self) delete this;
+    if (wake) wake->dispatch();  // (a deleted core had left its group: the cap never reaches it)
   }
 
   // ----- async support -------------------------------------------------------
@@ -532,6 +742,7 @@ class pool_core {
     old = std::exchange(policy_, std::move(policy));  // the old hooks die after the lock (RAII order)
     observer_.store(policy_.observer, std::memory_order_release);
     timed_.store(on, std::memory_order_relaxed);
+    slow_release_.store(on || cap_ != nullptr, std::memory_order_relaxed);
   }
 
   PoolPolicy policy() const {
@@ -568,6 +779,7 @@ class pool_core {
     std::vector<LeakInfo> leaks;
     std::function<void(const LeakInfo&)> on_leak;
     std::size_t to_create = 0;
+    std::shared_ptr<group_cap<T>> wake;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (shut_) return result;
@@ -599,12 +811,14 @@ class pool_core {
         }
       }
       while (idle_.size() + to_create < policy_.min_idle && waiters_head_ == nullptr &&
-             (limit_ == 0 || total_locked() < limit_)) {
+             (limit_ == 0 || total_locked() < limit_) && (!cap_ || take_unit_locked(true))) {
         ++in_use_;  // reserved: created below
         ++to_create;
       }
       grant_capacity_locked();
+      wake = cap_wake_locked();
     }
+    if (wake) wake->dispatch();
     result.expired = doomed.size();
     result.leaks = leaks.size();
     close_and_delete(doomed);
@@ -642,6 +856,7 @@ class pool_core {
   void resize(std::size_t limit, bool force) {
     check_fork();
     std::vector<slot<T>*> doomed;
+    std::shared_ptr<group_cap<T>> wake;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       if (limit != 0 && limit < in_use_) {
@@ -665,8 +880,10 @@ class pool_core {
         closed_ += excess;
       }
       grant_capacity_locked();
+      wake = cap_wake_locked();
     }
     close_and_delete(doomed);
+    if (wake) wake->dispatch();  // a grown pool may serve the group's waiters
   }
 
   // Close idle and leased resources; leases still held then release a dead slot.
@@ -674,6 +891,7 @@ class pool_core {
     check_fork();
     std::vector<slot<T>*> idle;
     std::vector<slot<T>*> leased;
+    std::shared_ptr<group_cap<T>> wake;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       idle.swap(idle_);
@@ -688,7 +906,9 @@ class pool_core {
       }
       closed_ += leased.size();
       grant_capacity_locked();
+      wake = cap_wake_locked();
     }
+    if (wake) wake->dispatch();
     // Idle and leased ones together, in parallel where closes may block.
     const std::size_t idle_count = idle.size();
     for_each_close(idle_count + leased.size(), [&](std::size_t i) noexcept {
@@ -714,10 +934,13 @@ class pool_core {
   void close() {
     check_fork();
     std::vector<slot<T>*> idle;
+    std::shared_ptr<group_cap<T>> cap;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       closed_flag_locked(idle);
+      cap = cap_;
     }
+    if (cap) cap->leave(this);  // serves the group's waiters with the units given back
     close_and_delete(idle);
   }
 
@@ -726,10 +949,16 @@ class pool_core {
   void shutdown() noexcept {
     if (generation_.load(std::memory_order_relaxed) != fork_generation()) return;  // inherited: leak it
     std::vector<slot<T>*> idle;
+    std::shared_ptr<group_cap<T>> cap;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       closed_flag_locked(idle);
+      cap = cap_;
     }
+    // Out of the group before owner_gone_ is set (the group's dispatch never
+    // reaches a core that may be deleted); the units of leases still out
+    // are given back as they come home.
+    if (cap) cap->leave(this);
     // The close hooks (members of this core) run before owner_gone_ is set:
     // until then no lease, async operation or woken waiter can decide to
     // delete the core under them.
@@ -794,6 +1023,14 @@ class pool_core {
     woken_ = 0;  // the parent's woken waiters are not here: a stale count would stop every wake-up
     starving_ = false;
     async_refs_ = sync_refs_ = 0;  // the parent's async operations never touch a child's core (async.hpp)
+    // The parent's group cap is abandoned (its mutex may be held): leak our
+    // reference; the child's group gives its new pools a new cap.
+    ::new (static_cast<void*>(&cap_)) std::shared_ptr<group_cap<T>>;
+    units_ = 0;
+    in_cap_list_ = false;
+    in_wait_list_ = false;
+    capped_.store(false, std::memory_order_relaxed);
+    slow_release_.store(timed_.load(std::memory_order_relaxed), std::memory_order_relaxed);
     generation_.store(now, std::memory_order_release);
   }
 
@@ -852,7 +1089,14 @@ class pool_core {
   // Back from a lease (or a failed prepare): to the longest waiter, to the
   // idle stack, or closed if the pool is closed or over its limit.
   void release(slot<T>* s) noexcept {
-    if (timed_.load(std::memory_order_relaxed)) return release_timed(s);
+    // (A release that read these flags just before the pool joined a
+    // group's cap takes the uncapped path: it serves this pool's waiters,
+    // but may leave its resource idle without a dispatch for another key's
+    // waiter until the group's next release, discard or close. Only the
+    // first set_max_total() of a group with leases out can cause it; the
+    // hot path stays what it was.)
+    if (slow_release_.load(std::memory_order_relaxed))
+      return capped_.load(std::memory_order_relaxed) ? release_slow<true>(s) : release_slow<false>(s);
     bool close_it = false;
     bool delete_it = false;
     bool delete_self = false;
@@ -873,7 +1117,7 @@ class pool_core {
         close_it = true;
         grant_capacity_locked();
       } else if (waiters_head_ != nullptr && !(waiters_head_->sync && may_barge_locked())) {
-        // Strict hand-off to the longest waiter (see release_timed()).
+        // Strict hand-off to the longest waiter (see release_slow()).
         waiter<T>* w = waiters_head_;
         unlink_waiter(w);
         if (starving_ && (waiters_head_ == nullptr || !w->sync ||
@@ -885,7 +1129,7 @@ class pool_core {
         w->notify();
         serve_idle_locked();  // `w` may have been woken for an idle resource: pass it on
       } else if (waiters_head_ != nullptr) {
-        // Barging mode (see release_timed()).
+        // Barging mode (see release_slow()).
         idle_.push_back(s);
         serve_idle_locked();
       } else {
@@ -902,18 +1146,28 @@ class pool_core {
     if (delete_self) delete this;
   }
 
-  // release() with policies on (kept out of line: off, release() is what it
-  // was). One clock read before the lock; the resource itself may be retired
-  // (max_lifetime), the coldest idle one closed if expired, a leak and the
-  // use time reported (outside the lock).
-  [[gnu::noinline]] void release_timed(slot<T>* s) noexcept {
+  // release() with policies on or in a capped group (kept out of line: with
+  // neither, release() is what it was). Policies: one clock read before the
+  // lock; the resource itself may be retired (max_lifetime), the coldest
+  // idle one closed if expired, a leak and the use time reported (outside
+  // the lock). Cap: while anyone in the group waits, the resource goes to
+  // the idle stack and the group's dispatch (after the lock) serves the
+  // longest waiter across keys (of this key, or of another after closing
+  // the oldest idle resource to make room).
+  //
+  // Capped false: policies on, no cap (timed is a constant: the path of the
+  // policies is what it was); true: in a group's cap, policies on or off.
+  template <bool Capped>
+  [[gnu::noinline]] void release_slow(slot<T>* s) noexcept {
     bool close_it = false;
     bool delete_it = false;
     bool delete_self = false;
-    const bool timed = true;  // (set_policy() may switch them off meanwhile: the zero policy does nothing)
-    const clock::time_point t = now();
+    // (set_policy() may switch them off meanwhile: the zero policy does nothing)
+    const bool timed = Capped ? timed_.load(std::memory_order_relaxed) : true;
+    const clock::time_point t = timed ? now() : clock::time_point{};
     return_note note;
     slot<T>* cold = nullptr;
+    std::shared_ptr<group_cap<T>> wake;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       --in_use_;
@@ -933,6 +1187,11 @@ class pool_core {
         unlink_slot(s);
         close_it = true;
         grant_capacity_locked();
+      } else if (Capped && cap_ && cap_->waiting() > 0) {
+        // Someone in the group waits: the group's dispatch decides (below).
+        if (timed) s->last_used = t;
+        s->idle_seq = cap_->next_idle_seq();
+        idle_.push_back(s);
       } else if (waiters_head_ != nullptr && !(waiters_head_->sync && may_barge_locked())) {
         // Strict hand-off to the longest waiter: an async one (its handler
         // is posted: no thread to wake), a starving one, or threshold zero.
@@ -963,9 +1222,11 @@ class pool_core {
         serve_idle_locked();
       } else {
         if (timed) s->last_used = t;
+        if (Capped && cap_) s->idle_seq = cap_->next_idle_seq();
         idle_.push_back(s);
       }
       if (timed && !shut_) cold = take_cold_locked(t);
+      if (Capped) wake = cap_wake_locked();
       if (close_it) ++sync_refs_;  // the close hook is a member: keep the core until it returns
       if (cold) ++sync_refs_;
       delete_self = should_delete_locked();
@@ -982,6 +1243,7 @@ class pool_core {
     }
     if (close_it || delete_it) delete s;
     if (delete_self) delete this;
+    if (wake) wake->dispatch();  // (a deleted core had left its group: the cap never reaches it)
   }
 
   // ----- policies ------------------------------------------------------------
@@ -1063,6 +1325,9 @@ class pool_core {
   // The coldest idle resource (the bottom of the LIFO stack), taken out if expired.
   slot<T>* take_cold_locked(clock::time_point t) {
     if (idle_.empty() || !expired_locked(idle_.front(), t)) return nullptr;
+    return take_coldest_locked();
+  }
+  [[gnu::noinline]] slot<T>* take_coldest_locked() {
     slot<T>* c = idle_.front();
     idle_.erase(idle_.begin());
     unlink_slot(c);
@@ -1108,20 +1373,23 @@ class pool_core {
   // A reserved creation slot was not used (factory threw, grant dropped).
   void cancel_reservation() noexcept {
     bool delete_self;
+    std::shared_ptr<group_cap<T>> wake;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       --in_use_;
       grant_capacity_locked();
+      wake = cap_wake_locked();
       delete_self = should_delete_locked();
     }
     if (delete_self) delete this;
+    if (wake) wake->dispatch();
   }
 
   // Barging is allowed: a threshold is set and no waiter is starving. (The
   // longest waiter past the threshold counts as starving already, so that a
   // stream of newcomers cannot keep it asleep until it wakes to notice.)
   bool may_barge_locked() noexcept {
-    if (hooks_.starvation_threshold.count() <= 0 || starving_) return false;
+    if (hooks_.starvation_threshold.count() <= 0 || starving_ || cap_) return false;
     const waiter<T>* head = waiters_head_;
     if (head == nullptr || !head->sync) return true;
     if (clock::now() - head->parked_at < hooks_.starvation_threshold) return true;
@@ -1182,6 +1450,7 @@ class pool_core {
   // a path that freed capacity): wake waiters to come for them while
   // barging is allowed; otherwise hand them straight to the longest waiters.
   void serve_idle_locked() {
+    if (cap_) return;  // a capped pool's waiters are served by the group's dispatch, in the group's order
     while (!idle_.empty() && waiters_head_ != nullptr && !shut_) {
       waiter<T>* w = waiters_head_;
       if (w->sync && may_barge_locked()) {
@@ -1200,14 +1469,40 @@ class pool_core {
     }
   }
 
+  // Serve the waiter `w` with the warmest idle resource / the right to
+  // create one (the group's dispatch; the caller checked there is one / took the unit).
+  void grant_slot_locked(waiter<T>* w) {
+    slot<T>* s = idle_.back();
+    idle_.pop_back();
+    unlink_waiter(w);
+    ++in_use_;
+    note_peak_locked();
+    if (timed_.load(std::memory_order_relaxed)) handout_locked(s, now(), w->where);
+    w->granted = s;
+    w->state = wait_state::granted_slot;
+    w->notify();
+  }
+  void grant_create_locked(waiter<T>* w) {
+    unlink_waiter(w);
+    ++in_use_;
+    note_peak_locked();
+    w->state = wait_state::granted_create;
+    w->notify();
+  }
+
   // Hand free capacity (room under the limit) to queued waiters, oldest
   // first: idle resources first, then the right to create one.
   void grant_capacity_locked() {
+    if (cap_) {  // the group's dispatch (after the lock) serves the waiters, oldest first across keys
+      return_units_locked();
+      return;
+    }
     serve_idle_locked();
     grant_creates_locked();
     serve_idle_locked();  // a woken waiter granted a create leaves its idle resource to another
   }
   void grant_creates_locked() {
+    if (cap_) return;
     while (waiters_head_ != nullptr && !shut_ && (limit_ == 0 || total_locked() < limit_)) {
       waiter<T>* w = waiters_head_;
       unlink_waiter(w);
@@ -1229,6 +1524,7 @@ class pool_core {
     idle.swap(idle_);
     for (slot<T>* d : idle) unlink_slot(d);
     closed_ += idle.size();
+    if (cap_) return_units_locked();
   }
 
   // Resources that exist or are being created: idle + leased + reserved
@@ -1248,6 +1544,7 @@ class pool_core {
       waiters_head_ = w;
     waiters_tail_ = w;
     ++waiting_;
+    if (cap_) cap_->waiters_.fetch_add(1);
     w->queued_at = now();  // the slow path only: stats().wait_time
   }
   void unlink_waiter(waiter<T>* w) noexcept {
@@ -1266,6 +1563,7 @@ class pool_core {
     }
     if (waiters_head_ == nullptr) starving_ = false;
     --waiting_;
+    if (cap_) cap_->waiters_.fetch_sub(1);
     ++waits_;
     wait_time_ += now() - w->queued_at;
   }
@@ -1304,10 +1602,18 @@ class pool_core {
   clock::duration wait_time_{0};
   std::size_t expired_ = 0;
   std::size_t leaks_ = 0;
-  PoolPolicy policy_;               // under mutex_
-  std::string name_;                // under mutex_
-  std::any executor_;               // under mutex_
-  std::atomic<bool> timed_{false};  // a policy needs the clock (written under mutex_)
+  PoolPolicy policy_;                      // under mutex_
+  std::string name_;                       // under mutex_
+  std::any executor_;                      // under mutex_
+  std::atomic<bool> timed_{false};         // a policy needs the clock (written under mutex_)
+  std::atomic<bool> slow_release_{false};  // timed_ or capped_: release() takes release_slow() (mutex_)
+  std::atomic<bool> capped_{false};        // cap_ is set (written with it)
+  // The group's cap (PoolGroup::set_max_total), or none; written under
+  // mutex_ with the cap's mutex held too (group_cap::join / lift).
+  std::shared_ptr<group_cap<T>> cap_;
+  std::size_t units_ = 0;      // the group's units this pool holds (== total_locked() after each change)
+  bool in_cap_list_ = false;   // in cap_->pools_ (the cap's mutex)
+  bool in_wait_list_ = false;  // in cap_->waiting_ (the cap's mutex)
   std::atomic<PoolObserver*> observer_{nullptr};
   std::size_t async_refs_ = 0;
   std::size_t woken_ = 0;      // sync waiters woken to take an idle resource, not yet back (barging)
@@ -1316,6 +1622,258 @@ class pool_core {
   bool shut_ = false;          // close() was called
   bool owner_gone_ = false;
   std::atomic<std::uint32_t> generation_;
+};
+
+// The cap of a PoolGroup across its keys (PoolGroup::set_max_total,
+// commons-pool2's maxTotal): at most max_total resources in all the pools
+// of the group (in use, idle or being created).
+//
+// * Units. total_ counts the group's resources; a pool holds units_ of
+//   them (its total_locked()). A pool takes a unit (an atomic
+//   compare-and-swap, under its own mutex only) before it reserves a
+//   create, and gives units back as its resources go (return_units_locked).
+// * Waiting. A capped pool's acquirer that finds nothing at hand queues
+//   with this cap's mutex held, with a ticket from one sequence for the
+//   whole group, and its pool is put on waiting_. dispatch() serves the
+//   waiters oldest ticket first across keys: with an idle resource of their
+//   own key, or with a unit (a free one, or one made by closing the oldest
+//   idle resource of another key). It runs after every change that may let
+//   a waiter in (a release, discard or close while anyone in the group
+//   waits, a new waiter, a grown limit or max_total), on the thread that
+//   made the change.
+// * Lock order: this mutex, then one pool's mutex at a time. No thread
+//   holding a pool's mutex takes this one. Resources are closed with no
+//   lock held (the victim's core is kept alive by a sync_refs_ reference).
+// * Lifetime: owned by the group and by every pool that joined it
+//   (shared_ptr), so a pool's last lease may give back its unit after the
+//   group is gone. A pool leaves (pools_, waiting_) when closed or
+//   destroyed, before its core may be deleted.
+template <class T>
+class group_cap : public std::enable_shared_from_this<group_cap<T>> {
+ public:
+  explicit group_cap(std::size_t max_total) : max_total_(max_total) {}
+  group_cap(const group_cap&) = delete;
+  group_cap& operator=(const group_cap&) = delete;
+
+  std::size_t max_total() const noexcept { return max_total_.load(); }
+  std::size_t total() const noexcept { return total_.load(); }
+  std::size_t waiting() const noexcept { return waiters_.load(); }
+
+  // Room for one more resource in the group? A newcomer gets none while
+  // anyone in the group waits (those are served first, by dispatch()).
+  // (Sequentially consistent, with waiters_: a unit given back while a
+  // waiter queues is seen by one of them.)
+  bool try_take(bool newcomer) noexcept {
+    if (newcomer && waiters_.load() > 0) return false;
+    std::size_t t = total_.load();
+    do {
+      if (t >= max_total_.load()) return false;
+    } while (!total_.compare_exchange_weak(t, t + 1));
+    return true;
+  }
+  void force_take() noexcept { total_.fetch_add(1); }
+  void give_back(std::size_t n) noexcept { total_.fetch_sub(n); }
+  std::uint64_t next_idle_seq() noexcept { return idle_seq_.fetch_add(1, std::memory_order_relaxed) + 1; }
+
+  // `p` joins the group: its resources count from now on (its waiters
+  // queued before come first). No-op for a closed pool or one in a group.
+  void join(pool_core<T>* p) {
+    std::lock_guard<std::mutex> cap_lock(mutex_);
+    pools_.reserve(pools_.size() + 1);
+    waiting_.reserve(pools_.size() + 1);  // waiting_ is a subset of pools_: push_back never allocates
+    std::lock_guard<std::mutex> lock(p->mutex_);
+    if (p->shut_ || p->cap_) return;
+    p->cap_ = this->shared_from_this();
+    p->units_ = p->total_locked();
+    total_.fetch_add(p->units_);
+    waiters_.fetch_add(p->waiting_);
+    pools_.push_back(p);
+    p->in_cap_list_ = true;
+    if (p->waiters_head_ != nullptr) {
+      waiting_.push_back(p);
+      p->in_wait_list_ = true;
+    }
+    p->capped_.store(true, std::memory_order_relaxed);
+    p->slow_release_.store(true, std::memory_order_relaxed);
+  }
+
+  // A closed pool leaves (dispatch never reaches it again); what it gave
+  // back serves the waiters. Its units of leases still out are given back
+  // as they come home.
+  void leave(pool_core<T>* p) noexcept {
+    std::unique_lock<std::mutex> cap_lock(mutex_);
+    {
+      std::lock_guard<std::mutex> lock(p->mutex_);
+      if (p->in_cap_list_) pools_.erase(std::find(pools_.begin(), pools_.end(), p));
+      if (p->in_wait_list_) waiting_.erase(std::find(waiting_.begin(), waiting_.end(), p));
+      p->in_cap_list_ = p->in_wait_list_ = false;
+    }
+    dispatch_locked(cap_lock);
+  }
+
+  // set_max_total(0): every pool leaves and is uncapped; its waiters are
+  // served by the pool alone again.
+  void lift() noexcept {
+    std::lock_guard<std::mutex> cap_lock(mutex_);
+    for (pool_core<T>* p : pools_) {
+      std::lock_guard<std::mutex> lock(p->mutex_);
+      total_.fetch_sub(p->units_);
+      waiters_.fetch_sub(p->waiting_);
+      p->units_ = 0;
+      p->in_cap_list_ = p->in_wait_list_ = false;
+      p->cap_.reset();  // (the group still holds this cap)
+      p->capped_.store(false, std::memory_order_relaxed);
+      p->slow_release_.store(p->timed_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      p->grant_capacity_locked();  // uncapped now: room under its own limit goes to its waiters
+    }
+    pools_.clear();
+    waiting_.clear();
+  }
+
+  // A new max_total: shrinking closes idle resources, oldest first, until
+  // the group is within it (resources in use are not touched: creates wait
+  // until enough are given back); growing serves waiters.
+  void set_max_total(std::size_t max_total) noexcept {
+    std::unique_lock<std::mutex> cap_lock(mutex_);
+    max_total_.store(max_total);
+    while (total_.load() > max_total_.load() &&
+           close_oldest_idle_locked(cap_lock, nullptr, std::numeric_limits<std::uint64_t>::max())) {
+    }
+    dispatch_locked(cap_lock);
+  }
+
+  // Queue `w` on `p` (both mutexes held) behind every earlier waiter of the group.
+  void enqueue_locked(pool_core<T>* p, waiter<T>* w) noexcept {
+    w->ticket = next_ticket_++;
+    p->link_waiter(w);
+    if (!p->in_wait_list_) {
+      waiting_.push_back(p);
+      p->in_wait_list_ = true;
+    }
+  }
+
+  void dispatch() noexcept {
+    std::unique_lock<std::mutex> cap_lock(mutex_);
+    dispatch_locked(cap_lock);
+  }
+
+  // Serve the group's waiters, oldest ticket first among those that can be
+  // served: an idle resource of their own key, else (their pool under its
+  // own limit) a unit — a free one, or one made by closing the oldest idle
+  // resource of another key. Stops when the oldest such waiter cannot be
+  // served (no free unit, nothing idle anywhere else). Releases the cap's
+  // mutex while it closes a resource; holds it on return.
+  void dispatch_locked(std::unique_lock<std::mutex>& cap_lock) noexcept {
+    for (;;) {
+      pool_core<T>* best = nullptr;
+      std::uint64_t best_ticket = 0;
+      for (std::size_t i = 0; i < waiting_.size();) {
+        pool_core<T>* p = waiting_[i];
+        std::lock_guard<std::mutex> lock(p->mutex_);
+        const waiter<T>* head = p->waiters_head_;
+        if (head == nullptr || p->shut_) {
+          p->in_wait_list_ = false;
+          waiting_[i] = waiting_.back();
+          waiting_.pop_back();
+          continue;
+        }
+        const bool servable = !p->idle_.empty() || p->limit_ == 0 || p->total_locked() < p->limit_;
+        if (servable && (best == nullptr || head->ticket < best_ticket)) {
+          best = p;
+          best_ticket = head->ticket;
+        }
+        ++i;
+      }
+      if (best == nullptr) return;
+      {
+        std::lock_guard<std::mutex> lock(best->mutex_);
+        waiter<T>* head = best->waiters_head_;
+        if (head == nullptr || best->shut_) continue;  // changed meanwhile: look again
+        if (!best->idle_.empty()) {
+          best->grant_slot_locked(head);
+          continue;
+        }
+        if (best->limit_ != 0 && best->total_locked() >= best->limit_) continue;
+        if (best->take_unit_locked(false)) {
+          best->grant_create_locked(head);
+          continue;
+        }
+      }
+      if (!close_oldest_idle_locked(cap_lock, best, best_ticket))
+        return;  // nothing idle elsewhere: they wait
+    }
+  }
+
+  // The group's counts for a refusal that the cap caused (limit_details:
+  // in_use / waiting become the group's, this pool's move to pool_*).
+  // Returns max_total.
+  std::size_t describe(limit_details& d) {
+    std::lock_guard<std::mutex> cap_lock(mutex_);
+    d.group = true;
+    d.pool_in_use = d.in_use;
+    d.pool_waiting = d.waiting;
+    d.in_use = d.waiting = 0;
+    for (pool_core<T>* p : pools_) {
+      std::lock_guard<std::mutex> lock(p->mutex_);
+      d.in_use += p->in_use_;
+      d.waiting += p->waiting_;
+    }
+    return max_total_.load();
+  }
+
+ private:
+  // Close the oldest idle resource of a pool other than `except`, with the
+  // cap's mutex released during the close. False if there was none. A pool
+  // whose longest waiter came before `ticket` (the waiter the room is made
+  // for) keeps its idle resources: they are that waiter's (given back
+  // after the dispatch looked at that pool, its own dispatch serves it).
+  bool close_oldest_idle_locked(std::unique_lock<std::mutex>& cap_lock, pool_core<T>* except,
+                                std::uint64_t ticket) noexcept {
+    pool_core<T>* victim = nullptr;
+    std::uint64_t oldest = 0;
+    for (pool_core<T>* p : pools_) {
+      if (p == except) continue;
+      std::lock_guard<std::mutex> lock(p->mutex_);
+      if (p->shut_ || p->idle_.empty()) continue;
+      if (p->waiters_head_ != nullptr && p->waiters_head_->ticket < ticket) continue;
+      if (victim == nullptr || p->idle_.front()->idle_seq < oldest) {
+        victim = p;
+        oldest = p->idle_.front()->idle_seq;
+      }
+    }
+    if (victim == nullptr) return false;
+    slot<T>* s;
+    {
+      std::lock_guard<std::mutex> lock(victim->mutex_);
+      if (victim->shut_ || victim->idle_.empty() ||
+          (victim->waiters_head_ != nullptr && victim->waiters_head_->ticket < ticket))
+        return true;              // changed meanwhile: the caller looks again
+      s = victim->idle_.front();  // the bottom of its LIFO stack: its coldest
+      victim->idle_.erase(victim->idle_.begin());
+      victim->unlink_slot(s);
+      ++victim->closed_;
+      victim->return_units_locked();
+      ++victim->sync_refs_;  // the close hook is a member: keep the core until it returns
+    }
+    cap_lock.unlock();
+    victim->close_quietly(s->value);
+    delete s;
+    if (victim->drop_ref_after_close()) delete victim;  // (it left the group before it could be deleted)
+    cap_lock.lock();
+    return true;
+  }
+
+  std::mutex mutex_;
+  std::atomic<std::size_t> max_total_;
+  std::atomic<std::size_t> total_{0};    // the group's resources (the sum of the pools' units_)
+  std::atomic<std::size_t> waiters_{0};  // acquirers queued in the group's pools
+  std::atomic<std::uint64_t> idle_seq_{0};
+  std::uint64_t next_ticket_ = 1;     // mutex_
+  std::vector<pool_core<T>*> pools_;  // the pools in the group, open (mutex_)
+  std::vector<pool_core<T>*>
+      waiting_;  // pools that queued a waiter since dispatch last found them empty (mutex_)
+
+  friend class pool_core<T>;
 };
 
 }  // namespace detail
