@@ -281,6 +281,12 @@ void group_setup(const benchmark::State& state, std::size_t key_count) {
 }
 void group1_setup(const benchmark::State& state) { group_setup(state, 1); }
 void group1000_setup(const benchmark::State& state) { group_setup(state, kKeys); }
+// The cost of the cap across keys when on but not reached (set_max_total at
+// limit x keys): every acquire and release also counts in the group's cap.
+void group1000_capped_setup(const benchmark::State& state) {
+  group_setup(state, kKeys);
+  g_group->group->set_max_total(kKeys * static_cast<std::size_t>(state.threads()));
+}
 void group_teardown(const benchmark::State&) { g_group.reset(); }
 
 void BM_Group_Lookup_1Key(benchmark::State& state) {
@@ -505,6 +511,10 @@ RESPOOL_THREADS(BENCHMARK(BM_Group_Bare_1Key)->Setup(group1_setup)->Teardown(gro
 RESPOOL_THREADS(BENCHMARK(BM_Group_Lookup_1Key)->Setup(group1_setup)->Teardown(group_teardown));
 RESPOOL_THREADS(BENCHMARK(BM_Group_Bare_1000Keys)->Setup(group1000_setup)->Teardown(group_teardown));
 RESPOOL_THREADS(BENCHMARK(BM_Group_Lookup_1000Keys)->Setup(group1000_setup)->Teardown(group_teardown));
+RESPOOL_THREADS(BENCHMARK(BM_Group_Lookup_1000Keys)
+                    ->Name("BM_Group_Lookup_1000Keys_MaxTotal")
+                    ->Setup(group1000_capped_setup)
+                    ->Teardown(group_teardown));
 BENCHMARK(BM_AsyncAcquire_SyncBaseline);
 BENCHMARK(BM_AsyncAcquire);
 BENCHMARK(BM_AsyncAcquire_StrandBaseline);
