@@ -468,7 +468,10 @@ class ConnectionParams {
   // "memory://localhost//".
   std::string as_uri(bool include_password = false) const {
     std::string out = entry_uri(include_password, nullptr);
-    for (const auto& alternate : alternates_) out += ";" + alternate.entry_uri(include_password, this);
+    for (const auto& alternate : alternates_) {
+      out += ';';  // (not ";" + entry_uri(): GCC 12 warns -Wrestrict on it at -O2, a false positive)
+      out += alternate.entry_uri(include_password, this);
+    }
     return out;
   }
 
