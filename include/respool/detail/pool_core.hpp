@@ -1405,15 +1405,7 @@ class pool_core {
     while (w != nullptr && woken_ < idle_.size()) {
       waiter<T>* next = w->next;
       if (!w->sync) {
-        slot<T>* s = idle_.back();
-        idle_.pop_back();
-        unlink_waiter(w);
-        ++in_use_;
-        note_peak_locked();
-        if (timed_.load(std::memory_order_relaxed)) handout_locked(s, now(), w->where);
-        w->granted = s;
-        w->state = wait_state::granted_slot;
-        w->notify();
+        grant_slot_locked(w);
       } else if (!w->woken) {
         w->woken = true;
         ++woken_;
@@ -1457,20 +1449,14 @@ class pool_core {
         wake_for_idle_locked();
         return;
       }
-      slot<T>* s = idle_.back();
-      idle_.pop_back();
-      unlink_waiter(w);
-      ++in_use_;
-      note_peak_locked();
-      if (timed_.load(std::memory_order_relaxed)) handout_locked(s, now(), w->where);
-      w->granted = s;
-      w->state = wait_state::granted_slot;
-      w->notify();
+      grant_slot_locked(w);
     }
   }
 
-  // Serve the waiter `w` with the warmest idle resource / the right to
-  // create one (the group's dispatch; the caller checked there is one / took the unit).
+  // Serve the waiter `w` (unlinked and notified here) with the warmest idle
+  // resource / the right to create one: serve_idle_locked, the async branch
+  // of wake_for_idle_locked, the group's dispatch. The caller checked there
+  // is one / took the unit.
   void grant_slot_locked(waiter<T>* w) {
     slot<T>* s = idle_.back();
     idle_.pop_back();
