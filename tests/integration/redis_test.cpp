@@ -18,6 +18,8 @@
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -1112,6 +1114,51 @@ TEST_CASE("a connection killed mid-session is connection_lost, then reconnects",
   CHECK_THROWS_AS(c->channel().queue_size(q), respool::error);
   c->connect();
   CHECK(c->channel().queue_size(q) == 1);
+}
+
+// Writing to a socket the server has closed returns EPIPE, and with write(2)
+// raises SIGPIPE, whose default action kills the process. A publish larger
+// than any socket buffer to a killed connection must take several writes,
+// so the later ones meet the closed socket: the test process would die here
+// if any of them raised SIGPIPE.
+TEST_CASE("a large publish to a connection the server closed is connection_lost, never SIGPIPE",
+          "[redis][integration]") {
+  RESPOOL_REQUIRE_REDIS();
+  scratch names(url);
+  raw_redis raw(url);
+  auto c = open(url);
+  auto& rc = as_redis(*c);
+  struct sigaction old_action {};
+  struct sigaction default_action {};
+  default_action.sa_handler = SIG_DFL;
+  sigemptyset(&default_action.sa_mask);
+  REQUIRE(::sigaction(SIGPIPE, &default_action, &old_action) == 0);
+  sigset_t pipe_set, old_mask;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  REQUIRE(::pthread_sigmask(SIG_UNBLOCK, &pipe_set, &old_mask) == 0);
+
+  REQUIRE(raw.integer({"CLIENT", "KILL", "ADDR", local_address(rc)}) == 1);
+  // Wait (bounded, in the kernel) until the server's FIN has arrived.
+  pollfd p{rc.native_handle()->fd, POLLRDHUP, 0};
+  REQUIRE(::poll(&p, 1, 5000) == 1);
+  std::string big(32 << 20, 'x');
+  try {
+    c->channel().publish(json_message("\"" + big + "\""), "", names("epipe"));
+    FAIL("publish on a closed connection did not throw");
+  } catch (const respool::error& e) {
+    INFO(e.what());
+    CHECK(e.code() == errc::connection_lost);
+  }
+  sigset_t pending;
+  sigemptyset(&pending);
+  REQUIRE(::sigpending(&pending) == 0);
+  CHECK_FALSE(sigismember(&pending, SIGPIPE));
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  ::sigaction(SIGPIPE, &old_action, nullptr);
+  c->connect();
+  c->channel().publish(json_message("{\"after\": 1}"), "", names("epipe"));
+  CHECK(c->channel().queue_size(names("epipe")) == 1);
 }
 
 TEST_CASE("close() from another thread interrupts a blocked operation", "[redis][integration]") {
