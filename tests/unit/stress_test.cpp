@@ -344,3 +344,123 @@ TEST_CASE("stress: waiters woken by close() while others release", "[stress]") {
     REQUIRE(st.created == st.closed);
   }
 }
+
+// The spare (pool_core.hpp): releases park a resource without the lock while
+// nobody waits and nothing needs the lock's bookkeeping. Here a controller
+// keeps closing and reopening it — resizes, policies switched on and off,
+// maintenance passes that expire idle resources, group-free stats — while
+// workers acquire (untimed, timed, zero, try), release and discard. Only
+// idle resources are ever closed by these, so a lease must never get a
+// closed resource, never one another lease holds, and the limit in force
+// (at most max_limit) must hold.
+TEST_CASE("stress: the lock-free spare while resizes, policies and expiry close and reopen it", "[stress]") {
+  constexpr std::size_t max_limit = 4;
+  struct Tracked {
+    int id = 0;
+    std::shared_ptr<std::atomic<int>> holders = std::make_shared<std::atomic<int>>(0);
+    std::shared_ptr<std::atomic<bool>> closed = std::make_shared<std::atomic<bool>>(false);
+  };
+  std::atomic<int> created{0}, closed{0}, got_closed{0}, held_twice{0}, over_limit{0}, held_now{0};
+  std::atomic<int> closed_while_held{0};
+  std::atomic<long> served{0};
+  Resource<Tracked>::Options o;
+  o.limit = max_limit;
+  o.create = [&] {
+    Tracked t;
+    t.id = ++created;
+    return t;
+  };
+  o.close = [&](Tracked& t) {
+    if (t.holders->load() != 0) ++closed_while_held;
+    t.closed->store(true);
+    ++closed;
+  };
+  auto pool = std::make_unique<Resource<Tracked>>(std::move(o));
+  std::atomic<bool> stop{false};
+
+  auto use = [&](Lease<Tracked>& lease) {
+    if (lease->closed->load()) ++got_closed;
+    if (lease->holders->fetch_add(1) != 0) ++held_twice;
+    if (static_cast<std::size_t>(++held_now) > max_limit) ++over_limit;
+    if ((lease->id & 3) == 0) std::this_thread::yield();  // (a little work; not synchronisation)
+    --held_now;
+    lease->holders->fetch_sub(1);
+    ++served;
+  };
+  std::vector<std::future<void>> workers;
+  for (int t = 0; t < 6; ++t) {
+    workers.push_back(std::async(std::launch::async, [&] {
+      for (int i = 0; i < ops_per_thread / 2; ++i) {
+        try {
+          const int r = roll(10);
+          if (r < 4) {
+            auto lease = pool->acquire();
+            use(lease);
+          } else if (r < 6) {
+            auto lease = pool->acquire(std::chrono::microseconds(1 + roll(200)));
+            use(lease);
+          } else if (r < 8) {
+            if (auto lease = pool->try_acquire()) use(*lease);
+          } else if (r < 9) {
+            auto lease = pool->acquire(0s);
+            use(lease);
+          } else {
+            auto lease = pool->acquire();
+            use(lease);
+            lease.discard();
+          }
+        } catch (const respool::limit_exceeded&) {
+        }
+      }
+    }));
+  }
+  auto controller = std::async(std::launch::async, [&] {
+    std::size_t n = 0;
+    while (!stop) {
+      ++n;
+      switch (n % 5) {
+        case 0:
+          try {
+            pool->resize(1 + n % max_limit);  // shrinking with leases out is refused: fine
+          } catch (const respool::error&) {
+          }
+          break;
+        case 1: {
+          respool::PoolPolicy p;
+          p.idle_timeout = std::chrono::microseconds(1);  // every idle resource expires at once
+          pool->set_policy(p);
+          break;
+        }
+        case 2:
+          pool->maintain();  // closes the expired idle ones
+          break;
+        case 3:
+          pool->set_policy({});  // the next release reopens the spare
+          break;
+        default: {
+          const PoolStats st = pool->stats();
+          if (st.idle > max_limit) ++over_limit;
+          break;
+        }
+      }
+      std::this_thread::yield();
+    }
+    pool->resize(max_limit);
+  });
+  for (auto& w : workers) w.get();
+  stop = true;
+  controller.get();
+
+  CHECK(got_closed == 0);
+  CHECK(held_twice == 0);
+  CHECK(over_limit == 0);
+  CHECK(closed_while_held == 0);
+  const PoolStats st = pool->stats();
+  CHECK(st.in_use == 0);
+  CHECK(st.waiting == 0);
+  CHECK(st.created == static_cast<std::size_t>(created.load()));
+  CHECK(st.created == st.closed + st.idle);
+  pool.reset();
+  CHECK(closed == created);
+  CHECK(served > 0);
+}

@@ -1,10 +1,20 @@
 // respool/detail/pool_core.hpp — the state machine behind Resource<T>.
 //
-// One mutex guards everything. Idle resources sit in a LIFO vector; waiters
-// (sync and async together) in one intrusive FIFO list; resources handed out
-// in an intrusive list so force_close_all() can reach them. A released
-// resource goes straight to the longest waiter. Factories, validators and
-// close hooks always run outside the lock.
+// One mutex guards everything but the spare. Idle resources sit in a LIFO
+// vector; waiters (sync and async together) in one intrusive FIFO list;
+// resources handed out in an intrusive list so force_close_all() can reach
+// them. A released resource goes straight to the longest waiter. Factories,
+// validators and close hooks always run outside the lock.
+//
+// The spare (spare_) is one released resource parked in an atomic pointer:
+// while nobody waits and no policy, cap or shutdown needs the lock's
+// bookkeeping, a release parks its resource there with one compare-and-swap
+// and the next acquire takes it with another, where the mutex would cost two
+// lock/unlock pairs. Any path that needs to see every resource (an acquirer
+// about to wait, a close, a policy or cap switched on) closes the spare
+// under the lock with one exchange, which also moves a parked resource to
+// the idle stack; a release that finds the spare full or closed takes the
+// lock as before, and reopens the spare once those conditions are gone.
 //
 // Lifetime: the core outlives its Resource while leases or async operations
 // still refer to it; the last of them deletes it (`in_use_` and
@@ -183,6 +193,7 @@ class pool_core {
   slot<T>* acquire(bool wait, clock::time_point deadline, clock::time_point start = {},
                    const acquire_site& where = {}) {
     check_fork();
+    if (slot<T>* parked = take_spare()) return finish_acquire(parked, false, acquire_deadline{wait, deadline});
     slot<T>* s = nullptr;
     bool create = false;
     clock::time_point t0{};  // the policies' start of this acquire (only with policies on)
@@ -284,6 +295,7 @@ class pool_core {
   // counted as a timeout: nothing was refused, the caller only asked).
   slot<T>* try_acquire(const acquire_site& where = {}) {
     check_fork();
+    if (slot<T>* parked = take_spare()) return finish_acquire(parked, false, acquire_deadline{false});
     slot<T>* s = nullptr;
     acquire_result r;
     clock::time_point t0{};
@@ -315,21 +327,33 @@ class pool_core {
     // An idle resource with waiters queued exists only in barging mode (a
     // release woke a waiter instead of handing it over): a running acquirer
     // may take it while the longest waiter is not starving.
-    if (!idle_.empty() && (waiters_head_ == nullptr || may_barge_locked())) {
-      out = idle_.back();
-      idle_.pop_back();
-      ++in_use_;
-      note_peak_locked();
-      if (timed) handout_locked(out, t0, where);
-      return acquire_result::slot;
+    if (idle_.empty()) {
+      if (slot<T>* parked = take_spare()) {  // (an open spare: no waiter, no policy, no cap)
+        out = parked;                        // counted in in_use_ while parked
+        return acquire_result::slot;
+      }
     }
-    if (waiters_head_ == nullptr) {
-      if (limit_ == 0 || total_locked() < limit_) {
-        if (cap_ && !take_unit_locked(true)) return acquire_result::capped;
+    for (;;) {
+      if (!idle_.empty() && (waiters_head_ == nullptr || may_barge_locked())) {
+        out = idle_.back();
+        idle_.pop_back();
         ++in_use_;
         note_peak_locked();
-        return acquire_result::create;
+        if (timed) handout_locked(out, t0, where);
+        return acquire_result::slot;
       }
+      if (waiters_head_ == nullptr) {
+        if (limit_ == 0 || total_locked() < limit_) {
+          if (cap_ && !take_unit_locked(true)) return acquire_result::capped;
+          ++in_use_;
+          note_peak_locked();
+          return acquire_result::create;
+        }
+      }
+      // Nothing at hand: this acquirer queues or is refused. Close the spare
+      // first, so that no release can park a resource there unseen while it
+      // waits; one parked meanwhile is on the idle stack now.
+      if (close_spare_locked() == nullptr) break;
     }
     if (cap_) return acquire_result::capped;  // queue through the group (acquire_capped)
     if (w == nullptr) return acquire_result::no_capacity;
@@ -658,6 +682,7 @@ class pool_core {
       std::lock_guard<std::mutex> lock(mutex_);
       --in_use_;
       if (timed) note_return_locked(s, t, note);
+      if (s->dead) --dead_leased_;
       if (s->dead && s->closing) {
         s->released = true;  // force_close_all() deletes it when done closing
         s = nullptr;
@@ -670,6 +695,7 @@ class pool_core {
       }
       grant_capacity_locked();
       wake = cap_wake_locked();
+      if (!timed) open_spare_locked();
       if (close_it) ++sync_refs_;  // the close hook is a member: keep the core until it returns
       delete_self = should_delete_locked();
     }
@@ -730,6 +756,7 @@ class pool_core {
                     policy.observer != nullptr;
     PoolPolicy old;
     std::lock_guard<std::mutex> lock(mutex_);
+    if (on) close_spare_locked();  // released resources need the lock's bookkeeping from now on
     if (on && !timed_.load(std::memory_order_relaxed)) {
       const clock::time_point t = now();
       for (slot<T>* s = slots_head_; s != nullptr; s = s->next) {
@@ -783,6 +810,7 @@ class pool_core {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (shut_) return result;
+      close_spare_locked();  // min_idle counts a parked resource as idle (the next release reopens it)
       const bool timed = timed_.load(std::memory_order_relaxed);
       const clock::time_point t = timed ? now() : clock::time_point{};
       if (timed) {
@@ -859,6 +887,7 @@ class pool_core {
     std::shared_ptr<group_cap<T>> wake;
     {
       std::unique_lock<std::mutex> lock(mutex_);
+      close_spare_locked();  // (a parked resource is idle, not in use; the next release reopens it)
       if (limit != 0 && limit < in_use_) {
         if (!force) {
           const std::size_t in_use = in_use_;
@@ -894,6 +923,7 @@ class pool_core {
     std::shared_ptr<group_cap<T>> wake;
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      close_spare_locked();  // stays closed until every dead slot's lease is back (dead_leased_)
       idle.swap(idle_);
       for (slot<T>* d : idle) unlink_slot(d);  // what remains in the list is leased
       if (limit_ != 0 && limit_ <= 4096) idle_.reserve(limit_);
@@ -904,6 +934,7 @@ class pool_core {
         s->closing = true;
         leased.push_back(s);
       }
+      dead_leased_ += leased.size();
       closed_ += leased.size();
       grant_capacity_locked();
       wake = cap_wake_locked();
@@ -979,6 +1010,10 @@ class pool_core {
     st.limit = limit_;
     st.in_use = in_use_;
     st.idle = idle_.size();
+    if (slot<T>* parked = spare_.load(std::memory_order_acquire); parked != nullptr && parked != spare_closed()) {
+      --st.in_use;  // counted in in_use_ while parked, but idle
+      ++st.idle;
+    }
     st.waiting = waiting_;
     st.created = created_;
     st.closed = closed_;
@@ -1020,6 +1055,8 @@ class pool_core {
     waiters_head_ = waiters_tail_ = nullptr;
     slots_head_ = nullptr;
     in_use_ = waiting_ = 0;
+    dead_leased_ = 0;
+    spare_.store(spare_closed(), std::memory_order_relaxed);  // a parked parent resource leaks; the next release reopens it
     woken_ = 0;  // the parent's woken waiters are not here: a stale count would stop every wake-up
     starving_ = false;
     async_refs_ = sync_refs_ = 0;  // the parent's async operations never touch a child's core (async.hpp)
@@ -1097,6 +1134,17 @@ class pool_core {
     // hot path stays what it was.)
     if (slow_release_.load(std::memory_order_relaxed))
       return capped_.load(std::memory_order_relaxed) ? release_slow<true>(s) : release_slow<false>(s);
+    // Park it in the open spare, without the lock: done if the spare was
+    // empty; else the resource parked there before goes to the idle stack
+    // (under the lock, below), so that idle resources stay LIFO. (Touch
+    // nothing parked after that: the next acquirer, or a close, owns it.)
+    for (slot<T>* parked = spare_.load(std::memory_order_relaxed); parked != spare_closed();) {
+      if (spare_.compare_exchange_weak(parked, s, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        if (parked == nullptr) return;
+        s = parked;
+        break;
+      }
+    }
     bool close_it = false;
     bool delete_it = false;
     bool delete_self = false;
@@ -1104,6 +1152,7 @@ class pool_core {
       std::lock_guard<std::mutex> lock(mutex_);
       --in_use_;
       if (s->dead) {
+        --dead_leased_;
         if (s->closing) {
           s->released = true;  // force_close_all() deletes it when done closing
         } else {
@@ -1135,6 +1184,7 @@ class pool_core {
       } else {
         idle_.push_back(s);
       }
+      open_spare_locked();
       if (close_it) ++sync_refs_;  // the close hook is a member: keep the core until it returns
       delete_self = should_delete_locked();
     }
@@ -1173,6 +1223,7 @@ class pool_core {
       --in_use_;
       if (timed) note_return_locked(s, t, note);
       if (s->dead) {
+        --dead_leased_;
         if (s->closing) {
           s->released = true;  // force_close_all() deletes it when done closing
         } else {
@@ -1501,6 +1552,7 @@ class pool_core {
 
   void closed_flag_locked(std::vector<slot<T>*>& idle) {
     shut_ = true;
+    close_spare_locked();  // for good: open_spare_locked() never reopens a shut pool
     while (waiters_head_ != nullptr) {
       waiter<T>* w = waiters_head_;
       unlink_waiter(w);
@@ -1511,6 +1563,42 @@ class pool_core {
     for (slot<T>* d : idle) unlink_slot(d);
     closed_ += idle.size();
     if (cap_) return_units_locked();
+  }
+
+  // ----- the spare ---------------------------------------------------------
+
+  static slot<T>* spare_closed() noexcept { return reinterpret_cast<slot<T>*>(std::uintptr_t{1}); }
+
+  // Without the lock: the parked resource, if any (now leased: in_use_
+  // already counts it), or nullptr.
+  slot<T>* take_spare() noexcept {
+    slot<T>* s = spare_.load(std::memory_order_relaxed);
+    if (s == nullptr || s == spare_closed()) return nullptr;
+    if (!spare_.compare_exchange_strong(s, nullptr, std::memory_order_acq_rel, std::memory_order_relaxed))
+      return nullptr;
+    return s;
+  }
+
+  // Under the lock: close the spare. A resource parked there goes to the
+  // idle stack (returned; nullptr if there was none). Every release from
+  // here on takes the lock, until open_spare_locked().
+  slot<T>* close_spare_locked() noexcept {
+    if (spare_.load(std::memory_order_relaxed) == spare_closed()) return nullptr;
+    slot<T>* s = spare_.exchange(spare_closed(), std::memory_order_acq_rel);
+    if (s == nullptr) return nullptr;
+    --in_use_;
+    idle_.push_back(s);
+    return s;
+  }
+
+  // Under the lock, at the end of a release: reopen a closed spare if
+  // nothing needs every release under the lock any more.
+  void open_spare_locked() noexcept {
+    if (spare_.load(std::memory_order_relaxed) != spare_closed()) return;
+    if (shut_ || cap_ || waiters_head_ != nullptr || woken_ != 0 || dead_leased_ != 0 ||
+        timed_.load(std::memory_order_relaxed) || (limit_ != 0 && total_locked() > limit_))
+      return;
+    spare_.store(nullptr, std::memory_order_release);
   }
 
   // Resources that exist or are being created: idle + leased + reserved
@@ -1605,6 +1693,12 @@ class pool_core {
   std::size_t woken_ = 0;      // sync waiters woken to take an idle resource, not yet back (barging)
   bool starving_ = false;      // strict hand-off until the waiters served stop starving
   std::size_t sync_refs_ = 0;  // threads asleep in wait_locked() or running a close hook after a release
+  std::size_t dead_leased_ = 0;  // force-closed slots whose leases are still out (the spare stays closed)
+  // The spare (see the top of this file): nullptr (open, empty), a released
+  // slot (still counted in in_use_), or spare_closed(). Only the lock's
+  // holder closes or reopens it; without the lock, a release may only fill
+  // an open empty spare and an acquire only empty a full one.
+  std::atomic<slot<T>*> spare_{nullptr};
   bool shut_ = false;          // close() was called
   bool owner_gone_ = false;
   std::atomic<std::uint32_t> generation_;
@@ -1669,6 +1763,7 @@ class group_cap : public std::enable_shared_from_this<group_cap<T>> {
     waiting_.reserve(pools_.size() + 1);  // waiting_ is a subset of pools_: push_back never allocates
     std::lock_guard<std::mutex> lock(p->mutex_);
     if (p->shut_ || p->cap_) return;
+    if (slot<T>* parked = p->close_spare_locked()) parked->idle_seq = next_idle_seq();
     p->cap_ = this->shared_from_this();
     p->units_ = p->total_locked();
     total_.fetch_add(p->units_);
