@@ -193,7 +193,8 @@ class pool_core {
   slot<T>* acquire(bool wait, clock::time_point deadline, clock::time_point start = {},
                    const acquire_site& where = {}) {
     check_fork();
-    if (slot<T>* parked = take_spare()) return finish_acquire(parked, false, acquire_deadline{wait, deadline});
+    if (slot<T>* parked = take_spare())
+      return finish_acquire(parked, false, acquire_deadline{wait, deadline});
     slot<T>* s = nullptr;
     bool create = false;
     clock::time_point t0{};  // the policies' start of this acquire (only with policies on)
@@ -1010,7 +1011,8 @@ class pool_core {
     st.limit = limit_;
     st.in_use = in_use_;
     st.idle = idle_.size();
-    if (slot<T>* parked = spare_.load(std::memory_order_acquire); parked != nullptr && parked != spare_closed()) {
+    if (slot<T>* parked = spare_.load(std::memory_order_acquire);
+        parked != nullptr && parked != spare_closed()) {
       --st.in_use;  // counted in in_use_ while parked, but idle
       ++st.idle;
     }
@@ -1056,7 +1058,8 @@ class pool_core {
     slots_head_ = nullptr;
     in_use_ = waiting_ = 0;
     dead_leased_ = 0;
-    spare_.store(spare_closed(), std::memory_order_relaxed);  // a parked parent resource leaks; the next release reopens it
+    spare_.store(spare_closed(),
+                 std::memory_order_relaxed);  // a parked parent resource leaks; the next release reopens it
     woken_ = 0;  // the parent's woken waiters are not here: a stale count would stop every wake-up
     starving_ = false;
     async_refs_ = sync_refs_ = 0;  // the parent's async operations never touch a child's core (async.hpp)
@@ -1690,16 +1693,16 @@ class pool_core {
   bool in_wait_list_ = false;  // in cap_->waiting_ (the cap's mutex)
   std::atomic<PoolObserver*> observer_{nullptr};
   std::size_t async_refs_ = 0;
-  std::size_t woken_ = 0;      // sync waiters woken to take an idle resource, not yet back (barging)
-  bool starving_ = false;      // strict hand-off until the waiters served stop starving
-  std::size_t sync_refs_ = 0;  // threads asleep in wait_locked() or running a close hook after a release
+  std::size_t woken_ = 0;        // sync waiters woken to take an idle resource, not yet back (barging)
+  bool starving_ = false;        // strict hand-off until the waiters served stop starving
+  std::size_t sync_refs_ = 0;    // threads asleep in wait_locked() or running a close hook after a release
   std::size_t dead_leased_ = 0;  // force-closed slots whose leases are still out (the spare stays closed)
   // The spare (see the top of this file): nullptr (open, empty), a released
   // slot (still counted in in_use_), or spare_closed(). Only the lock's
   // holder closes or reopens it; without the lock, a release may only fill
   // an open empty spare and an acquire only empty a full one.
   std::atomic<slot<T>*> spare_{nullptr};
-  bool shut_ = false;          // close() was called
+  bool shut_ = false;  // close() was called
   bool owner_gone_ = false;
   std::atomic<std::uint32_t> generation_;
 };
