@@ -13,8 +13,10 @@
 // lock/unlock pairs. Any path that needs to see every resource (an acquirer
 // about to wait, a close, a policy or cap switched on) closes the spare
 // under the lock with one exchange, which also moves a parked resource to
-// the idle stack; a release that finds the spare full or closed takes the
-// lock as before, and reopens the spare once those conditions are gone.
+// the idle stack. A release that finds the spare full parks its resource
+// there all the same and takes the lock to put the older one on the idle
+// stack (reuse stays LIFO); one that finds it closed takes the lock as
+// before, and reopens the spare once those conditions are gone.
 //
 // Lifetime: the core outlives its Resource while leases or async operations
 // still refer to it; the last of them deletes it (`in_use_` and
@@ -1699,8 +1701,9 @@ class pool_core {
   std::size_t dead_leased_ = 0;  // force-closed slots whose leases are still out (the spare stays closed)
   // The spare (see the top of this file): nullptr (open, empty), a released
   // slot (still counted in in_use_), or spare_closed(). Only the lock's
-  // holder closes or reopens it; without the lock, a release may only fill
-  // an open empty spare and an acquire only empty a full one.
+  // holder closes or reopens it; without the lock, a release may only swap
+  // its resource into an open spare (taking out what was parked) and an
+  // acquire only empty a full one.
   std::atomic<slot<T>*> spare_{nullptr};
   bool shut_ = false;  // close() was called
   bool owner_gone_ = false;
