@@ -287,16 +287,13 @@ class client {
     timeout_ = seconds.value_or(0);
   }
 
-  // Writes the pending commands. The socket's timeout bounds the whole write,
-  // not each write(2): one that makes progress (a server that reads slowly)
-  // does not restart the clock (Python's sendall() with a timeout, which
-  // redis-py uses, does the same).
-  // Writes the formatted commands. Not with hiredis' redisBufferWrite():
-  // its write(2) raises SIGPIPE on a socket the server has closed, which
-  // kills a process that does not ignore it. send(2) with MSG_NOSIGNAL
-  // returns EPIPE instead, and costs none of the three signal-mask system
-  // calls per command that blocking SIGPIPE around a write(2) took. The
-  // buffer handling is hiredis' own (redisBufferWrite in 0.14 and 1.x).
+  // One send(2) of what hiredis formatted (`done`: all of it is out). Not
+  // with hiredis' redisBufferWrite(): its write(2) raises SIGPIPE on a
+  // socket the server has closed, which kills a process that does not
+  // ignore it. send(2) with MSG_NOSIGNAL returns EPIPE instead, and costs
+  // none of the three signal-mask system calls per command that blocking
+  // SIGPIPE around a write(2) took. The buffer handling is hiredis' own
+  // (redisBufferWrite in 0.14 and 1.x).
   bool flush_some(int& done) noexcept {
     if (sdslen(ctx_->obuf) > 0) {
       const ssize_t n = ::send(ctx_->fd, ctx_->obuf, sdslen(ctx_->obuf), MSG_NOSIGNAL);
@@ -324,6 +321,10 @@ class client {
     return true;
   }
 
+  // Writes the pending commands. The socket's timeout bounds the whole write,
+  // not each send(2): one that makes progress (a server that reads slowly)
+  // does not restart the clock (Python's sendall() with a timeout, which
+  // redis-py uses, does the same).
   void write_all(const std::string& command) {
     int done = 0;
     const auto start = clock::now();
