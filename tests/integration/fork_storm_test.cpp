@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "../unit/support.hpp"
 #include "pools_support.hpp"
 
 using namespace std::chrono_literals;
@@ -64,13 +65,14 @@ TEST_CASE("fork storm on real brokers: children connect and publish while the pa
   parent_redis->connect();
   parent_amqp->connect();
 
-  std::atomic<bool> stop{false};
+  // Under a sanitizer the threads park at each fork (respool_test::park_at_fork).
+  respool_test::fork_parking gate;
   std::atomic<long> work{0};
   std::vector<std::thread> threads;
   for (const auto& url : urls) {
     // New connections: registry lookup, connect, publish, close.
     threads.emplace_back([&, url] {
-      while (!stop) {
+      while (gate.running()) {
         try {
           Connection c(url);
           Producer(c).publish({{"parent", "new"}}, declared_options("new"));
@@ -81,7 +83,7 @@ TEST_CASE("fork storm on real brokers: children connect and publish while the pa
     });
     // Pooled producers with declare, new pool keys (a different vhost/db is a new key).
     threads.emplace_back([&, url] {
-      while (!stop) {
+      while (gate.running()) {
         try {
           auto producer = pools::producers[url].acquire(10s);
           producer->publish({{"parent", "pooled"}}, declared_options("pooled"));
@@ -94,7 +96,7 @@ TEST_CASE("fork storm on real brokers: children connect and publish while the pa
   }
   // Resets and limits (the group registry), now and then.
   threads.emplace_back([&] {
-    for (unsigned n = 0; !stop; ++n) {
+    for (unsigned n = 0; gate.running(); ++n) {
       if (n % 50 == 0) pools::connections[redis_url].force_close_all();
       pools::set_limit(n % 2 ? 200 : 199);
       (void)pools::connections.size();
@@ -109,7 +111,9 @@ TEST_CASE("fork storm on real brokers: children connect and publish while the pa
     const long before = work.load();
     const auto give_up = std::chrono::steady_clock::now() + 10s;
     while (work.load() < before + 5 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+    gate.park(threads.size());
     const pid_t pid = ::fork();
+    if (pid != 0) gate.resume();
     REQUIRE(pid >= 0);
     if (pid == 0) {
       ::alarm(30);  // watchdog: a deadlock ends in SIGALRM
@@ -137,7 +141,7 @@ TEST_CASE("fork storm on real brokers: children connect and publish while the pa
                              << (code == 128 + SIGALRM ? " (deadlocked: killed by the watchdog)" : ""));
     }
   }
-  stop = true;
+  gate.stop = true;
   for (auto& t : threads) t.join();
   CHECK(failures == 0);
 

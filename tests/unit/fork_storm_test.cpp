@@ -70,43 +70,12 @@ int child_work(int round) {
   return 0;
 }
 
-// AddressSanitizer's runtime before LLVM 18 (GCC 12's and clang 14's, which
-// Debian 12 has) takes none of its locks around fork(): a child forked while
-// another thread is inside ASan's allocator or stack depot spins forever on
-// the inherited lock (google/sanitizers#774; fixed by llvm-project#75290).
-// Under ASan the parent's threads therefore park between two library calls
-// at each fork, and the io_context part does not run: the children still do
-// all their work under ASan's checks, while the plain and TSan builds keep
-// forks landing anywhere in the library.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool park_at_fork = true;
-#else
-constexpr bool park_at_fork = false;
-#endif
-
-// Stops the parent's threads, and parks them at fork() when park_at_fork.
-struct fork_parking {
-  std::atomic<bool> stop{false};
-  std::atomic<bool> pausing{false};
-  std::atomic<std::size_t> parked{0};
-
-  // A thread's loop condition: parks it while a fork is being made.
-  bool running() {
-    if (park_at_fork && pausing.load()) {
-      ++parked;
-      while (pausing.load()) std::this_thread::yield();
-      --parked;
-    }
-    return !stop.load();
-  }
-  // Returns once all `threads` are parked (at once, without ASan).
-  void park(std::size_t threads) {
-    if (!park_at_fork) return;
-    pausing = true;
-    while (parked.load() < threads) std::this_thread::yield();
-  }
-  void resume() { pausing = false; }
-};
+// Under a sanitizer the parent's threads park between two library calls at
+// each fork, and the io_context part does not run (see park_at_fork in
+// support.hpp): the children still do all their work under the sanitizer's
+// checks, while the plain builds keep forks landing anywhere in the library.
+using respool_test::fork_parking;
+using respool_test::park_at_fork;
 
 // The threads of a stuck process, as gdb prints them (what a CI log needs
 // to tell a deadlock in the library from one elsewhere); "" without gdb.
@@ -193,8 +162,8 @@ TEST_CASE("fork storm: every child works while parent threads are anywhere in th
       ++work;
     }
   });
-  // 4. Async acquire on a running io_context (two io threads; not under
-  // ASan, whose io threads could not be parked at a fork).
+  // 4. Async acquire on a running io_context (two io threads; not under a
+  // sanitizer, whose io threads could not be parked at a fork).
   boost::asio::io_context io;
   auto guard = boost::asio::make_work_guard(io);
   std::vector<std::thread> io_threads;
