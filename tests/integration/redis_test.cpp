@@ -40,6 +40,7 @@
 #include <thread>
 #include <vector>
 
+#include "../unit/support.hpp"
 #include "respool/connection_params.hpp"
 #include "respool/detail/codec.hpp"
 
@@ -1171,6 +1172,7 @@ TEST_CASE("close() from another thread interrupts a blocked operation", "[redis]
     WARN("skipped: CLIENT PAUSE WRITE needs Redis 6.2");
     return;
   }
+  const std::string addr = local_address(as_redis(*c));  // before the publisher uses the connection
   std::atomic<bool> threw{false};
   auto start = std::chrono::steady_clock::now();
   std::thread publisher([&] {
@@ -1180,9 +1182,17 @@ TEST_CASE("close() from another thread interrupts a blocked operation", "[redis]
       threw = e.code() == errc::connection_lost;
     }
   });
-  // Gives the publisher time to block on the paused server; not needed for
-  // correctness (a close() that comes first makes the publish throw connection_lost too).
-  std::this_thread::sleep_for(200ms);
+  // Wait (bounded) until the server holds the publisher's LPUSH: the pause
+  // blocks its client (CLIENT LIST flags "b").
+  const auto blocked = [&] {
+    const std::string clients = raw.str({"CLIENT", "LIST"}).value_or("");
+    const auto at = clients.find("addr=" + addr + " ");
+    if (at == std::string::npos) return false;
+    const auto flags = clients.find(" flags=", at);
+    const auto end = clients.find(' ', flags + 1);
+    return flags != std::string::npos && clients.substr(flags, end - flags).find('b') != std::string::npos;
+  };
+  REQUIRE(respool_test::eventually(blocked));
   c->close();
   publisher.join();
   raw.cmd({"CLIENT", "UNPAUSE"});

@@ -57,6 +57,7 @@ constexpr int thread_count = 16;
 struct Res {
   int id = 0;
   std::unique_ptr<std::atomic<int>> holders = std::make_unique<std::atomic<int>>(0);
+  std::unique_ptr<std::atomic<bool>> closed = std::make_unique<std::atomic<bool>>(false);
 };
 
 struct factory_error : std::runtime_error {
@@ -71,6 +72,7 @@ struct Ledger {
   std::atomic<int> factory_calls{0};
   std::atomic<int> factory_failures{0};
   std::atomic<int> closed_while_held{0};
+  std::atomic<int> handed_closed{0};  // leases that got a resource already closed
   std::atomic<int> held_now{0};
   std::atomic<int> max_held{0};
   std::atomic<int> over_limit{0};
@@ -87,6 +89,7 @@ struct Ledger {
     while (now > seen && !max_held.compare_exchange_weak(seen, now)) {
     }
     if (static_cast<std::size_t>(now) > limit) ++over_limit;
+    if (lease->closed->load()) ++handed_closed;
     if (lease->holders->fetch_add(1) != 0) ++held_twice;
     if ((lease->id & 7) == 0) std::this_thread::yield();  // (simulates a little work; not synchronisation)
     lease->holders->fetch_sub(1);
@@ -108,6 +111,7 @@ struct Ledger {
     };
     o.close = [this](Res& r) {
       if (r.holders->load() != 0) ++closed_while_held;
+      r.closed->store(true);
       ++closed;
     };
     if (flaky) {
@@ -355,38 +359,10 @@ TEST_CASE("stress: waiters woken by close() while others release", "[stress]") {
 // (at most max_limit) must hold.
 TEST_CASE("stress: the lock-free spare while resizes, policies and expiry close and reopen it", "[stress]") {
   constexpr std::size_t max_limit = 4;
-  struct Tracked {
-    int id = 0;
-    std::shared_ptr<std::atomic<int>> holders = std::make_shared<std::atomic<int>>(0);
-    std::shared_ptr<std::atomic<bool>> closed = std::make_shared<std::atomic<bool>>(false);
-  };
-  std::atomic<int> created{0}, closed{0}, got_closed{0}, held_twice{0}, over_limit{0}, held_now{0};
-  std::atomic<int> closed_while_held{0};
-  std::atomic<long> served{0};
-  Resource<Tracked>::Options o;
-  o.limit = max_limit;
-  o.create = [&] {
-    Tracked t;
-    t.id = ++created;
-    return t;
-  };
-  o.close = [&](Tracked& t) {
-    if (t.holders->load() != 0) ++closed_while_held;
-    t.closed->store(true);
-    ++closed;
-  };
-  auto pool = std::make_unique<Resource<Tracked>>(std::move(o));
+  Ledger ledger;
+  auto pool = std::make_unique<Resource<Res>>(ledger.options(max_limit, /*flaky=*/false));
   std::atomic<bool> stop{false};
 
-  auto use = [&](Lease<Tracked>& lease) {
-    if (lease->closed->load()) ++got_closed;
-    if (lease->holders->fetch_add(1) != 0) ++held_twice;
-    if (static_cast<std::size_t>(++held_now) > max_limit) ++over_limit;
-    if ((lease->id & 3) == 0) std::this_thread::yield();  // (a little work; not synchronisation)
-    --held_now;
-    lease->holders->fetch_sub(1);
-    ++served;
-  };
   std::vector<std::future<void>> workers;
   for (int t = 0; t < 6; ++t) {
     workers.push_back(std::async(std::launch::async, [&] {
@@ -395,18 +371,18 @@ TEST_CASE("stress: the lock-free spare while resizes, policies and expiry close 
           const int r = roll(10);
           if (r < 4) {
             auto lease = pool->acquire();
-            use(lease);
+            ledger.use(lease, max_limit);
           } else if (r < 6) {
             auto lease = pool->acquire(std::chrono::microseconds(1 + roll(200)));
-            use(lease);
+            ledger.use(lease, max_limit);
           } else if (r < 8) {
-            if (auto lease = pool->try_acquire()) use(*lease);
+            if (auto lease = pool->try_acquire()) ledger.use(*lease, max_limit);
           } else if (r < 9) {
             auto lease = pool->acquire(0s);
-            use(lease);
+            ledger.use(lease, max_limit);
           } else {
             auto lease = pool->acquire();
-            use(lease);
+            ledger.use(lease, max_limit);
             lease.discard();
           }
         } catch (const respool::limit_exceeded&) {
@@ -439,7 +415,7 @@ TEST_CASE("stress: the lock-free spare while resizes, policies and expiry close 
           break;
         default: {
           const PoolStats st = pool->stats();
-          if (st.idle > max_limit) ++over_limit;
+          if (st.idle > max_limit) ++ledger.over_limit;
           break;
         }
       }
@@ -451,16 +427,16 @@ TEST_CASE("stress: the lock-free spare while resizes, policies and expiry close 
   stop = true;
   controller.get();
 
-  CHECK(got_closed == 0);
-  CHECK(held_twice == 0);
-  CHECK(over_limit == 0);
-  CHECK(closed_while_held == 0);
+  CHECK(ledger.handed_closed == 0);
+  CHECK(ledger.held_twice == 0);
+  CHECK(ledger.over_limit == 0);
+  CHECK(ledger.closed_while_held == 0);
   const PoolStats st = pool->stats();
   CHECK(st.in_use == 0);
   CHECK(st.waiting == 0);
-  CHECK(st.created == static_cast<std::size_t>(created.load()));
+  CHECK(st.created == static_cast<std::size_t>(ledger.created.load()));
   CHECK(st.created == st.closed + st.idle);
   pool.reset();
-  CHECK(closed == created);
-  CHECK(served > 0);
+  CHECK(ledger.closed == ledger.created);
+  CHECK(ledger.served > 0);
 }

@@ -698,7 +698,7 @@ class pool_core {
       }
       grant_capacity_locked();
       wake = cap_wake_locked();
-      if (!timed) open_spare_locked();
+      open_spare_locked();
       if (close_it) ++sync_refs_;  // the close hook is a member: keep the core until it returns
       delete_self = should_delete_locked();
     }
